@@ -1,0 +1,42 @@
+# packets — the two commands a newcomer runs are `make demo` and `make test`.
+GO       ?= go
+BIN      := bin/packets
+PKGS     := ./...
+export CGO_ENABLED := 0
+
+.PHONY: all build test e2e lint fmt vet demo bench fuzz netns ci clean
+
+all: build
+
+build: ## build bin/packets (pure Go, no cgo)
+	$(GO) build -trimpath -o $(BIN) ./cmd/packets
+
+test: ## the whole suite: unit tests with -race, then the e2e scripts
+	CGO_ENABLED=1 $(GO) test -race -timeout 15m $(PKGS)
+
+e2e: ## only the end-to-end scripts (the real binary)
+	$(GO) test -count=1 ./e2e/...
+
+vet:
+	$(GO) vet $(PKGS)
+
+lint: vet ## go vet and staticcheck (pinned in go.mod as a tool)
+	$(GO) tool staticcheck $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above need formatting"; exit 1; }
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+demo: build ## build the examples, index and sign them, serve them on loopback, apply examples/state.hcl into a throw-away root
+	./scripts/demo.sh $(BIN)
+
+bench: ## benchmarks of the parts (go test -bench)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 $(PKGS)
+
+fuzz: ## run every fuzz target for a bounded time each
+	./scripts/fuzz.sh 20s
+
+ci: lint test
+
+clean:
+	rm -rf bin

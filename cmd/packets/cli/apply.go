@@ -1,0 +1,240 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/packets-dev/packets/packages"
+	"github.com/packets-dev/packets/reconcile"
+)
+
+// applyRequest is one reconcile run as the commands ask for it.
+type applyRequest struct {
+	planOptions
+	offline bool
+	compute reconcile.Options
+}
+
+func (r *applyRequest) register(cmd *cobra.Command) {
+	r.planOptions.register(cmd)
+	cmd.Flags().BoolVar(&r.offline, "offline", false, "use only archives already in the cache")
+}
+
+func newApplyCmd(app *App) *cobra.Command {
+	var req applyRequest
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Make the machine match the state: plan, confirm, then change it",
+		Long: `Compute the plan (as packets plan does), show it, ask for confirmation on a
+terminal (pipelines must pass --yes), fetch and verify every archive, and
+only then change the machine, in one transaction.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return app.runApply(cmd.Context(), req, nil, false)
+		},
+	}
+	req.register(cmd)
+	return cmd
+}
+
+// runApply opens the machine for writing, runs edit (the state file edits
+// of install and remove) under the same lock, and reconciles unless noApply.
+func (a *App) runApply(ctx context.Context, req applyRequest, edit func(*machine) error, noApply bool) error {
+	m, err := a.openMachine(ctx, machineOptions{write: true, lockTimeout: req.lockTimeout})
+	if err != nil {
+		return err
+	}
+	if edit != nil {
+		if err := edit(m); err != nil {
+			return err
+		}
+	}
+	if noApply {
+		return nil
+	}
+	changed, err := m.apply(ctx, req)
+	if err != nil {
+		return err
+	}
+	if req.detailedExitcode && changed {
+		return exitCode(ExitChanges)
+	}
+	return nil
+}
+
+// apply plans, shows, confirms and applies; it reports whether anything changed.
+func (m *machine) apply(ctx context.Context, req applyRequest) (bool, error) {
+	want, err := m.loadState(req.stateFile)
+	if err != nil {
+		return false, err
+	}
+	have, err := m.have(ctx)
+	if err != nil {
+		return false, err
+	}
+	cat, _, err := m.app.catalog(ctx)
+	if err != nil {
+		return false, err
+	}
+	p, err := reconcile.ComputeWith(want, have, cat, req.compute)
+	if err != nil {
+		return false, err
+	}
+	if err := reconcile.CheckRemovals(p, m.guardOptions(req.allowRemovals)); err != nil {
+		return false, err
+	}
+	if !req.json {
+		p.Render(m.app.stdout, m.app.colorOut())
+	}
+	if !p.Changes() {
+		if req.json {
+			return false, writeJSON(m.app.stdout, applyJSON(p, nil, nil))
+		}
+		return false, nil
+	}
+	if err := m.app.confirm("Apply these changes?"); err != nil {
+		return false, err
+	}
+	obs := m.app.applyObserver(req.json)
+	res, err := reconcile.Apply(ctx, p, reconcile.Env{
+		DB: m.db, Layout: m.installedLayout(), Fetcher: m.fetcher(req.offline), Hooks: m.hookRunner(),
+		Observer: obs, Logger: m.app.logger, User: reconcile.CurrentUser(),
+	})
+	if req.json {
+		if jerr := writeJSON(m.app.stdout, applyJSON(p, res, err)); jerr != nil {
+			return true, jerr
+		}
+	} else if res != nil {
+		m.app.renderApplyResult(p, res, err)
+	}
+	return res != nil, err
+}
+
+func newInstallCmd(app *App) *cobra.Command {
+	var req applyRequest
+	var noApply bool
+	cmd := &cobra.Command{
+		Use:   "install NAME[@CONSTRAINT]...",
+		Short: "Declare packages in the state file, then apply",
+		Long: `Add a package block for each NAME to the state file (keeping its comments and
+formatting), then apply. NAME@CONSTRAINT pins a version, as in hello@">= 1.1".
+With --no-apply only the state file changes.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return app.runApply(cmd.Context(), req, func(m *machine) error { return m.declare(cmd.Context(), args) }, noApply)
+		},
+	}
+	req.register(cmd)
+	cmd.Flags().BoolVar(&noApply, "no-apply", false, "only edit the state file")
+	return cmd
+}
+
+func newRemoveCmd(app *App) *cobra.Command {
+	var req applyRequest
+	var noApply bool
+	cmd := &cobra.Command{
+		Use:   "remove NAME...",
+		Short: "Delete packages' blocks from the state file, then apply",
+		Long: `Delete each NAME's package block from the state file that declares it, then
+apply. A package still needed by another stays installed, as a dependency.
+With --no-apply only the state file changes.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return app.runApply(cmd.Context(), req, func(m *machine) error { return m.undeclare(args) }, noApply)
+		},
+	}
+	req.register(cmd)
+	cmd.Flags().BoolVar(&noApply, "no-apply", false, "only edit the state file")
+	return cmd
+}
+
+func newUpgradeCmd(app *App) *cobra.Command {
+	var req applyRequest
+	var force, noSync bool
+	cmd := &cobra.Command{
+		Use:   "upgrade [NAME...]",
+		Short: "Sync, then apply upgrades (only of the named packages, when names are given)",
+		Long: `Sync every repository, then apply. With names, only those installed packages
+may move to another build; the others stay as they are. --force reinstalls the
+named packages from their verified archives even when nothing changed.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if force && len(args) == 0 {
+				return fmt.Errorf("upgrade --force needs the NAMEs of the packages to reinstall")
+			}
+			names, err := parseNames(args)
+			if err != nil {
+				return err
+			}
+			if !noSync && !req.offline {
+				if err := app.syncAll(cmd.Context(), ""); err != nil {
+					return err
+				}
+			}
+			if len(names) > 0 {
+				req.compute.Upgrade = names
+			}
+			if force {
+				req.compute.Force = names
+			}
+			return app.runApply(cmd.Context(), req, nil, false)
+		},
+	}
+	req.register(cmd)
+	cmd.Flags().BoolVar(&force, "force", false, "reinstall the named packages (xipkg's force-upgrade)")
+	cmd.Flags().BoolVar(&noSync, "no-sync", false, "do not sync first")
+	return cmd
+}
+
+func parseNames(args []string) ([]packages.Name, error) {
+	names := make([]packages.Name, 0, len(args))
+	for _, a := range args {
+		n, err := packages.ParseName(a)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}
+
+func newWhyCmd(app *App) *cobra.Command {
+	var stateFile string
+	cmd := &cobra.Command{
+		Use:   "why NAME",
+		Short: "Explain why a package is, or would be, installed",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := packages.ParseName(args[0])
+			if err != nil {
+				return err
+			}
+			m, err := app.openMachine(cmd.Context(), machineOptions{allowMissing: true})
+			if err != nil {
+				return err
+			}
+			want, err := m.loadState(stateFile)
+			if err != nil {
+				return err
+			}
+			have, err := m.have(cmd.Context())
+			if err != nil {
+				return err
+			}
+			cat, _, err := app.catalog(cmd.Context())
+			if err != nil {
+				return err
+			}
+			lines, err := reconcile.Why(want, have, cat, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(app.stdout, strings.Join(lines, "\n"))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&stateFile, "file", "f", "", "read the desired state from `FILE` or a directory")
+	return cmd
+}

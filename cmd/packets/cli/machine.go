@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/packets-dev/packets/cmd/packets/config"
+	"github.com/packets-dev/packets/desired"
+	"github.com/packets-dev/packets/packages"
+	"github.com/packets-dev/packets/packages/index"
+	"github.com/packets-dev/packets/packages/installed"
+	"github.com/packets-dev/packets/reconcile"
+)
+
+// machine is one opened machine: its layout, its installed.db, and, for
+// writing commands, the lock. Open it with openMachine; close it with the app.
+type machine struct {
+	app    *App
+	layout config.Layout
+	db     *installed.DB
+	root   *os.Root
+	lock   *lockFile
+	hooks  *hookRunner // started on the first hook
+}
+
+// machineOptions says how a command uses the machine.
+type machineOptions struct {
+	write       bool          // take the lock and recover an unfinished transaction first
+	lockTimeout time.Duration // how long to wait for the lock
+	// allowMissing lets a reading command run on a machine with no
+	// installed.db: it reads as nothing installed, and nothing is created.
+	allowMissing bool
+}
+
+// openMachine opens installed.db under --root. A writing command takes the
+// writers' lock first and then recovers whatever an interrupted command left
+// (DESIGN.md §8): every writing command starts from a whole machine.
+func (a *App) openMachine(ctx context.Context, opt machineOptions) (*machine, error) {
+	l, err := a.Layout()
+	if err != nil {
+		return nil, err
+	}
+	m := &machine{app: a, layout: l}
+	if opt.write {
+		if err := os.MkdirAll(l.Root, 0o755); err != nil {
+			return nil, err
+		}
+		lk, err := acquireLock(ctx, l.LockFile(), opt.lockTimeout, func(pid int) {
+			who := "another packets process"
+			if pid > 0 {
+				who = fmt.Sprintf("packets (pid %d)", pid)
+			}
+			fmt.Fprintf(a.stderr, "waiting for %s to release %s...\n", who, l.LockFile())
+		})
+		if err != nil {
+			return nil, err
+		}
+		m.lock = lk
+		a.closers = append(a.closers, lk)
+	} else if _, err := os.Stat(l.InstalledDB()); errors.Is(err, fs.ErrNotExist) {
+		// Reading commands never create a database under a root that has none.
+		if opt.allowMissing {
+			return m, nil
+		}
+		return nil, &noDatabaseError{path: l.InstalledDB()}
+	}
+	db, err := installed.Open(ctx, l.InstalledDB(), installed.Options{Logger: a.logger})
+	if err != nil {
+		return nil, err
+	}
+	m.db = db
+	a.closers = append(a.closers, db)
+	root, err := os.OpenRoot(l.Root)
+	if err != nil {
+		return nil, err
+	}
+	m.root = root
+	a.closers = append(a.closers, root)
+	if opt.write {
+		if err := m.recover(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+type noDatabaseError struct{ path string }
+
+func (e *noDatabaseError) Error() string {
+	return fmt.Sprintf("no packages installed yet (%s does not exist)", e.path)
+}
+
+func (m *machine) installedLayout() installed.Layout {
+	return installed.Layout{Root: m.root, DataDir: m.layout.DataDir, BinDir: m.layout.BinDir}
+}
+
+// recover finishes or rolls back an interrupted transaction.
+func (m *machine) recover(ctx context.Context) error {
+	cache := m.cache()
+	hooks := m.hookRunner()
+	// Recovery re-reads archives from the cache: hash them again first, since
+	// the cache may have been damaged since they were fetched.
+	rep, err := m.db.Recover(ctx, m.installedLayout(), func(d packages.Digest) (io.ReadCloser, error) {
+		if err := cache.Verify(d); err != nil {
+			return nil, err
+		}
+		return cache.Open(d)
+	}, hooks.RunHook)
+	if err != nil {
+		return fmt.Errorf("recover the interrupted transaction: %w", err)
+	}
+	for _, r := range rep.RolledBack {
+		fmt.Fprintf(m.app.stderr, "recovered: rolled back the interrupted change of %s\n", r)
+	}
+	for _, r := range rep.RolledForward {
+		fmt.Fprintf(m.app.stderr, "recovered: completed the interrupted change of %s\n", r)
+	}
+	for _, n := range reconcile.KeptNotes(rep.Kept) {
+		fmt.Fprintf(m.app.stderr, "recovered: %s\n", n)
+	}
+	if rep.HookErrors != nil {
+		fmt.Fprintf(m.app.stderr, "recovered, but a hook failed: %v\n", rep.HookErrors)
+	}
+	return nil
+}
+
+// loadState reads the desired state: -f FILE|DIR when given, else the
+// machine's state.hcl and state.d/.
+func (m *machine) loadState(file string) (desired.State, error) {
+	if file != "" {
+		return desired.Load(file)
+	}
+	s, err := desired.LoadMachine(m.layout.Host(m.layout.StateFile), m.layout.Host(m.layout.StateDir))
+	if err != nil {
+		return s, err
+	}
+	// Under --root, plans name state files as the machine sees them
+	// (/etc/packets/state.hcl:4), not by their host path.
+	if m.layout.Root != "/" {
+		for name, w := range s.Packages {
+			if rel, ok := strings.CutPrefix(w.Pos.File, m.layout.Root); ok && strings.HasPrefix(rel, "/") {
+				w.Pos.File = rel
+				s.Packages[name] = w
+			}
+		}
+	}
+	return s, nil
+}
+
+// have reads installed.db into the planner's view.
+func (m *machine) have(ctx context.Context) (reconcile.Have, error) {
+	if m.db == nil {
+		return reconcile.Have{Packages: map[packages.Name]*reconcile.Installed{}}, nil
+	}
+	snap, err := m.db.Snapshot(ctx)
+	if err != nil {
+		return reconcile.Have{}, err
+	}
+	return reconcile.HaveFromSnapshot(snap), nil
+}
+
+// catalog loads every synced repository's index into memory, in priority
+// order. A repository never synced is skipped with a warning; none synced at
+// all is an error only when something must be resolved.
+func (a *App) catalog(ctx context.Context) (*reconcile.MemCatalog, []string, error) {
+	l, err := a.Layout()
+	if err != nil {
+		return nil, nil, err
+	}
+	var builds []packages.Available
+	var warnings []string
+	for _, repo := range l.RepoNames() {
+		ix, err := index.OpenSynced(l.Host(l.LibDir), repo)
+		if errors.Is(err, index.ErrNotSynced) {
+			warnings = append(warnings, fmt.Sprintf("repository %s has not been synced: run packets sync", repoName(repo)))
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		all, err := ix.All(ctx)
+		ix.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("repository %s: %w", repoName(repo), err)
+		}
+		for i := range all {
+			all[i].Repo = repo
+		}
+		builds = append(builds, all...)
+	}
+	return reconcile.NewMemCatalog(l.RepoNames(), builds), warnings, nil
+}
+
+// stateFileForEdit is the file install edits: the main state file.
+func (m *machine) stateFileForEdit() string { return m.layout.Host(m.layout.StateFile) }
+
+func ensureDir(path string) error { return os.MkdirAll(filepath.Dir(path), 0o755) }

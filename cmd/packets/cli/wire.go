@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"strings"
+	"sync"
+
+	"github.com/packets-dev/packets/fetch"
+	"github.com/packets-dev/packets/lua"
+	"github.com/packets-dev/packets/packages"
+	"github.com/packets-dev/packets/packages/index"
+	"github.com/packets-dev/packets/packages/installed"
+)
+
+// cache is the content-addressed archive cache of the machine.
+func (m *machine) cache() *fetch.Cache {
+	return &fetch.Cache{Dir: m.layout.Host(m.layout.CacheDir), Logger: m.app.logger}
+}
+
+// mirrorsOf lists a repository's mirrors: those in config.toml, then the
+// one `packets sync URL` remembered.
+func (a *App) mirrorsOf(repo string) ([]string, error) {
+	l, err := a.Layout()
+	if err != nil {
+		return nil, err
+	}
+	var urls []string
+	if repo == "" {
+		urls = append(urls, l.Mirrors...)
+	}
+	for _, r := range l.Repos {
+		if r.Name == repo {
+			urls = append(urls, r.Mirrors...)
+		}
+	}
+	if st, err := index.ReadSyncState(l.Host(l.LibDir), repo); err == nil && st.Mirror != "" && !contains(urls, st.Mirror) {
+		urls = append(urls, st.Mirror)
+	}
+	return urls, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// archiveFetcher adapts fetch.Fetcher to reconcile.Fetcher: one Fetcher per
+// repository, since each has its own mirrors.
+type archiveFetcher struct {
+	m       *machine
+	cache   *fetch.Cache
+	offline bool
+	obs     fetch.Observer
+}
+
+func (m *machine) fetcher(offline bool) *archiveFetcher {
+	return &archiveFetcher{m: m, cache: m.cache(), offline: offline, obs: m.app.fetchObserver()}
+}
+
+func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available) (map[packages.Digest]string, error) {
+	byRepo := map[string][]fetch.Want{}
+	var order []string
+	for _, b := range builds {
+		if _, seen := byRepo[b.Repo]; !seen {
+			order = append(order, b.Repo)
+		}
+		byRepo[b.Repo] = append(byRepo[b.Repo], fetch.WantFor(*b))
+	}
+	sources := map[packages.Digest]string{}
+	for _, repo := range order {
+		urls, err := f.m.app.mirrorsOf(repo)
+		if err != nil {
+			return nil, err
+		}
+		mirrors, err := fetch.ParseMirrors(urls, fetch.NewClient())
+		if err != nil {
+			return nil, err
+		}
+		fr := &fetch.Fetcher{
+			Cache: f.cache, Sources: mirrors.Sources(), Parallel: f.m.layout.Fetch.Parallel,
+			Offline: f.offline, Observer: f.obs, Logger: f.m.app.logger,
+		}
+		if len(urls) == 0 && !f.offline {
+			fr.Offline = true // no mirror known: the cache is all there is
+		}
+		results, err := fr.FetchAll(ctx, byRepo[repo])
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range results {
+			sources[r.Digest] = r.Source
+		}
+	}
+	return sources, nil
+}
+
+func (f *archiveFetcher) Open(d packages.Digest) (io.ReadCloser, error) { return f.cache.Open(d) }
+
+// hookRunner runs package hooks in one sandbox child process per command,
+// started on the first hook (a plan without hooks starts none).
+type hookRunner struct {
+	m       *machine
+	mu      sync.Mutex
+	session *lua.Session
+}
+
+func (m *machine) hookRunner() *hookRunner {
+	if m.hooks == nil {
+		m.hooks = &hookRunner{m: m}
+		m.app.closers = append(m.app.closers, m.hooks)
+	}
+	return m.hooks
+}
+
+// RunHook implements reconcile.HookRunner and installed.HookFunc.
+func (h *hookRunner) RunHook(ctx context.Context, pkg *installed.Package, script string, src []byte) ([]string, error) {
+	s, err := h.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l := h.m.layout
+	protected, err := h.m.db.OwnedUnder(ctx, l.BinDir, pkg.Name)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.Run(ctx, lua.Hook{
+		Package: string(pkg.Name), Script: script, Source: src, Root: l.Root,
+		PackageDir: pkg.DataDir, DataDir: path.Join(pkg.DataDir, packages.DataDir), BinDir: l.BinDir,
+		Protected: protected, Options: pkg.Options,
+	})
+	if out := strings.TrimSpace(res.Output); out != "" {
+		h.m.app.logger.Info("hook output", "pkg", pkg.Name, "script", script, "output", out)
+	}
+	return res.Created, err
+}
+
+func (h *hookRunner) start(ctx context.Context) (*lua.Session, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.session != nil {
+		return h.session, nil
+	}
+	// Hooks place executables into the bin dir but cannot make directories:
+	// make sure it exists, as it does on any real machine.
+	if err := h.m.root.MkdirAll(strings.TrimPrefix(h.m.layout.BinDir, "/"), 0o755); err != nil {
+		return nil, fmt.Errorf("bin dir: %w", err)
+	}
+	self, err := selfCommand()
+	if err != nil {
+		return nil, err
+	}
+	r := &lua.Runner{
+		Command: []string{self, hookChildCommand},
+		Limits:  lua.Limits{Timeout: h.m.layout.Hooks.Timeout, MemoryBytes: h.m.layout.Hooks.MemoryBytes},
+		Logger:  h.m.app.logger,
+	}
+	s, err := r.Start(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("start the hook sandbox: %w", err)
+	}
+	h.session = s
+	return s, nil
+}
+
+func (h *hookRunner) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.session == nil {
+		return nil
+	}
+	return h.session.Close()
+}
+
+// selfCommand is how to run this very program again: the path it was
+// started by (so that a test binary posing as packets still dispatches by
+// its name), else the executable.
+func selfCommand() (string, error) {
+	if p, err := exec.LookPath(os.Args[0]); err == nil && strings.Contains(p, "/") {
+		return p, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", errors.New("cannot find the packets executable to run hooks")
+	}
+	return exe, nil
+}

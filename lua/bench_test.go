@@ -1,0 +1,58 @@
+package lua_test
+
+import (
+	"testing"
+
+	"github.com/packets-dev/packets/lua"
+)
+
+// benchHook is a typical install.lua: replace a link in the bin dir.
+const benchHook = `local link = path_join(packets_bin_dir, "htop")
+os.remove(link)
+assert(os.symlink(path_join(data_dir, "bin/htop"), link))`
+
+// BenchmarkHooks200 runs 200 hooks per op in-process and through one sandbox
+// child (started outside the timer), so that the difference is what the
+// process boundary costs an apply of 200 hooks:
+//
+//	go test -run '^$' -bench Hooks200 -benchtime 20x ./lua
+func BenchmarkHooks200(b *testing.B) {
+	m := newMachine(b)
+	h := m.hook(benchHook)
+	b.Run("in-process", func(b *testing.B) {
+		for b.Loop() {
+			for range 200 {
+				if _, err := lua.Run(b.Context(), h, quick); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("child", func(b *testing.B) {
+		s, err := testRunner(quick).Start(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		for b.Loop() {
+			for range 200 {
+				if _, err := s.Run(b.Context(), h); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkStart is the start-up of a sandbox child, paid once per apply.
+func BenchmarkStart(b *testing.B) {
+	for b.Loop() {
+		s, err := testRunner(quick).Start(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package lua
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// The protocol between a Session and its child: newline-delimited JSON. The
+// child first writes a hello, then for each request line it runs the hook
+// and writes one response line. It never writes anything else to stdout; the
+// Lua print goes into the response.
+const (
+	protocolVersion = 1
+	maxMessageBytes = 64 << 20
+	// memoryPoll is how often the child samples its heap while a hook runs.
+	memoryPoll = 5 * time.Millisecond
+)
+
+type hello struct {
+	PacketsHookChild int `json:"packets_hook_child"`
+}
+
+type request struct {
+	Hook   Hook   `json:"hook"`
+	Limits Limits `json:"limits"`
+}
+
+type response struct {
+	Result Result     `json:"result"`
+	Error  *wireError `json:"error,omitempty"`
+}
+
+// wireError carries a *HookError across the process boundary; Kind restores
+// the sentinel it wraps.
+type wireError struct {
+	Package string `json:"package"`
+	Script  string `json:"script"`
+	Line    int    `json:"line"`
+	Kind    string `json:"kind,omitempty"`
+	Message string `json:"message"`
+}
+
+// errorKinds are the sentinels that cross the boundary, by wire name.
+func errorKinds() map[string]error {
+	return map[string]error{"timeout": ErrTimeout, "memory": ErrMemoryLimit, "denied": ErrDenied}
+}
+
+func toWire(err error) *wireError {
+	if err == nil {
+		return nil
+	}
+	w := &wireError{Message: err.Error()}
+	var he *HookError
+	if errors.As(err, &he) {
+		w.Package, w.Script, w.Line, w.Message = he.Package, he.Script, he.Line, he.Err.Error()
+	}
+	for kind, sentinel := range errorKinds() {
+		if errors.Is(err, sentinel) {
+			w.Kind = kind
+		}
+	}
+	return w
+}
+
+func (w *wireError) hookError() *HookError {
+	var err error = errors.New(w.Message)
+	if sentinel, ok := errorKinds()[w.Kind]; ok {
+		err = &remoteError{msg: w.Message, sentinel: sentinel}
+	}
+	return &HookError{Package: w.Package, Script: w.Script, Line: w.Line, Err: err}
+}
+
+// remoteError is an error from the child that wraps one of the sentinels.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// ServeChild is the sandbox child's loop: it reads hook requests from in,
+// runs each with Run under its limits, and writes the results to out. It
+// returns nil when in ends. cmd/packets runs it for the hidden subcommand
+// `packets __hook-child` with os.Stdin and os.Stdout.
+//
+// Besides Run's own limits, the child bounds its memory: a watchdog cancels
+// a hook whose heap passes Limits.MemoryBytes, and RLIMIT_AS (twice the
+// limit above the start-up size) stops a single allocation the watchdog
+// cannot interrupt, killing the child.
+func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
+	base := vmSize()
+	enc := json.NewEncoder(out)
+	if err := enc.Encode(hello{PacketsHookChild: protocolVersion}); err != nil {
+		return fmt.Errorf("write hello: %w", err)
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes)
+	for sc.Scan() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var req request
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			return fmt.Errorf("read hook request: %w", err)
+		}
+		lim := req.Limits.withDefaults()
+		if err := limitMemory(base, lim.MemoryBytes); err != nil {
+			return err
+		}
+		res, err := runWatched(ctx, req.Hook, lim)
+		if err := enc.Encode(response{Result: res, Error: toWire(err)}); err != nil {
+			return fmt.Errorf("write hook result: %w", err)
+		}
+	}
+	return sc.Err()
+}
+
+// limitMemory sets the GC's soft limit and RLIMIT_AS. The soft limit sits
+// above the watchdog's so that the GC does not thrash before the watchdog
+// notices a hook that really holds too much, and below RLIMIT_AS so that
+// garbage alone never reaches it. The address space of a Go process is far
+// larger than its heap (about 1.2 GiB at start-up here, with 6 MiB
+// resident), hence its size at start-up plus a margin. The race detector
+// maps shadow memory at fixed addresses and cannot run under RLIMIT_AS, so a
+// -race build relies on the watchdog alone.
+func limitMemory(base, limit uint64) error {
+	debug.SetMemoryLimit(int64(limit + limit/2))
+	if raceEnabled || base == 0 {
+		return nil
+	}
+	if err := setAddressSpaceLimit(base + 2*limit); err != nil {
+		return fmt.Errorf("set RLIMIT_AS: %w", err)
+	}
+	return nil
+}
+
+// runWatched runs one hook while a watchdog samples the heap and cancels the
+// hook (with ErrMemoryLimit as the cause) once it passes the limit.
+func runWatched(ctx context.Context, h Hook, lim Limits) (Result, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchMemory(ctx, cancel, lim.MemoryBytes)
+	}()
+	res, err := Run(ctx, h, lim)
+	cancel(nil)
+	<-done
+	return res, err
+}
+
+func watchMemory(ctx context.Context, cancel context.CancelCauseFunc, limit uint64) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	heap := func() uint64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return sample[0].Value.Uint64()
+	}
+	tick := time.NewTicker(memoryPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if heap() <= limit {
+			continue
+		}
+		// The sample counts garbage not yet swept (this hook's or an earlier
+		// one's): collect before blaming the hook.
+		runtime.GC()
+		if heap() > limit {
+			cancel(&limitError{ErrMemoryLimit, fmt.Sprintf("%d MiB", limit>>20)})
+			return
+		}
+	}
+}

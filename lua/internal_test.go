@@ -1,0 +1,95 @@
+package lua
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func TestRepetitions(t *testing.T) {
+	tests := []struct {
+		pattern string
+		want    int
+	}{
+		{"abc", 0},
+		{"a*", 1},
+		{".-.-.-.-b", 4},
+		{"^%s*(.-)%s*$", 3},
+		{"%*%+%-", 0},      // escaped
+		{"[*+-]", 0},       // inside a set
+		{"[%]]+x", 1},      // escaped ] in a set
+		{"[]]*", 1},        // leading ] is literal
+		{"[^]]-", 1},       // and after ^
+		{"%b()*", 0},       // %bxy takes no quantifier; the * is a literal item
+		{"%f[%w]%w+", 1},   // frontier
+		{"(%w+)=(%w+)", 2}, // captures
+		{"a?b?", 0},        // ? is bounded
+	}
+	for _, tt := range tests {
+		if got := repetitions(tt.pattern); got != tt.want {
+			t.Errorf("repetitions(%q) = %d, want %d", tt.pattern, got, tt.want)
+		}
+	}
+}
+
+func TestProtectionHolds(t *testing.T) {
+	p := newProtection([]string{"/usr/bin/vim", "/usr/share/vim/x", "/usr/bin/vim-tiny"})
+	tests := []struct {
+		path         string
+		withChildren bool
+		want         bool
+	}{
+		{"/usr/bin/vim", false, true},
+		{"/usr/bin/vi", false, false},
+		{"/usr/share/vim", false, false},
+		{"/usr/share/vim", true, true},
+		{"/usr/share", true, true},
+		{"/usr/bin/vim-tiny", false, true},
+		{"/usr/share/vi", true, false}, // a prefix of a name, not a parent directory
+		{"/", true, true},
+		{"/opt", true, false},
+	}
+	for _, tt := range tests {
+		if got := p.holds(tt.path, tt.withChildren); got != tt.want {
+			t.Errorf("holds(%q, %v) = %v, want %v", tt.path, tt.withChildren, got, tt.want)
+		}
+	}
+	p = newProtection([]string{"/a/b-c", "/a/b/c"})
+	if !p.holds("/a/b", true) {
+		t.Errorf(`holds("/a/b", true) = false with "/a/b-c" sorting before "/a/b/c"`)
+	}
+}
+
+// isEscape depends on the text of os.Root's unexported error: pin it.
+func TestIsEscape(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/", filepath.Join(dir, "up")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, dotdot := r.Open("../x")
+	_, link := r.Open("up/etc")
+	_, missing := r.Open("missing")
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"dotdot", dotdot, true},
+		{"symlink", link, true},
+		{"missing", missing, false},
+		{"errno", syscall.EXDEV, false},
+		{"nil", nil, false},
+		{"other", errors.New("other"), false},
+	} {
+		if got := isEscape(tt.err); got != tt.want {
+			t.Errorf("%s: isEscape(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,299 @@
+package lua
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Runner starts sandbox children.
+type Runner struct {
+	// Command is the argv of a child speaking the protocol: in packets,
+	// the packets binary with the hidden subcommand `__hook-child`, whose
+	// main calls ServeChild(ctx, os.Stdin, os.Stdout).
+	Command []string
+	// Env is added to the parent's environment for the child.
+	Env []string
+	// Limits apply to every hook; zero fields take the defaults.
+	Limits Limits
+	// Logger gets the child's lifecycle (Debug). What hooks print is
+	// returned in Result.Output, for the caller to log. Nil discards.
+	Logger *slog.Logger
+}
+
+// startTimeout bounds the child's start-up, up to its hello.
+const startTimeout = 30 * time.Second
+
+// stderrHead is how much of the child's stderr during one hook is kept to
+// explain its death: the start, where a Go runtime puts the fatal error
+// before the goroutine dump.
+const stderrHead = 8 << 10
+
+// Session is one sandbox child running hooks in turn. It is safe for
+// concurrent use; hooks run one at a time.
+type Session struct {
+	r   *Runner
+	log *slog.Logger
+
+	mu     sync.Mutex
+	c      *child // nil after a kill: the next Run starts a fresh one
+	closed bool
+}
+
+// child is one running sandbox process.
+type child struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	lines   chan []byte   // what it writes; one message at a time
+	stop    chan struct{} // closed by kill: nobody reads lines any more
+	stopped sync.Once
+	stderr  *headBuffer
+	exited  chan struct{} // closed once it has been waited for
+	waitErr error         // set before exited is closed
+}
+
+// Start starts a child and waits for it to be ready. ctx bounds the start-up
+// only; the child lives until Close.
+func (r *Runner) Start(ctx context.Context) (*Session, error) {
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Session{r: r, log: log}
+	c, err := s.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.c = c
+	return s, nil
+}
+
+func (s *Session) start(ctx context.Context) (*child, error) {
+	if len(s.r.Command) == 0 {
+		return nil, errors.New("start hook sandbox: empty command")
+	}
+	begin := time.Now()
+	cmd := exec.Command(s.r.Command[0], s.r.Command[1:]...)
+	cmd.Env = append(os.Environ(), s.r.Env...)
+	cmd.SysProcAttr = childAttr()
+	c := &child{cmd: cmd, lines: make(chan []byte, 1), stop: make(chan struct{}), stderr: &headBuffer{max: stderrHead}, exited: make(chan struct{})}
+	cmd.Stderr = c.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start hook sandbox: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start hook sandbox: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start hook sandbox: %w", err)
+	}
+	c.stdin = stdin
+	go c.read(stdout)
+
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	var h hello
+	select {
+	case line, ok := <-c.lines:
+		if !ok {
+			return nil, fmt.Errorf("start hook sandbox: %w", c.deathError())
+		}
+		if err := json.Unmarshal(line, &h); err != nil || h.PacketsHookChild != protocolVersion {
+			s.kill(c)
+			return nil, fmt.Errorf("start hook sandbox: unexpected hello %.100q", line)
+		}
+	case <-ctx.Done():
+		s.kill(c)
+		return nil, fmt.Errorf("start hook sandbox: %w", context.Cause(ctx))
+	}
+	s.log.Debug("hook sandbox started", "pid", cmd.Process.Pid, "dur", time.Since(begin))
+	return c, nil
+}
+
+// read passes the child's stdout on until it closes, then waits for the
+// child.
+func (c *child) read(stdout io.Reader) {
+	c.forward(stdout)
+	_, _ = io.Copy(io.Discard, stdout) // until the child is gone
+	c.waitErr = c.cmd.Wait()
+	close(c.exited)
+	close(c.lines)
+}
+
+// forward passes lines on until stdout ends, the session stops listening, or
+// a line is too long for the protocol (then the child is killed).
+func (c *child) forward(stdout io.Reader) {
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes)
+	for sc.Scan() {
+		select {
+		case c.lines <- bytes.Clone(sc.Bytes()):
+		case <-c.stop:
+			return
+		}
+	}
+	if sc.Err() != nil {
+		_ = killGroup(c.cmd.Process.Pid)
+	}
+}
+
+// Run sends one hook to the child and waits for its result. A hook that
+// passes its time limit gets its child killed; the next Run starts a fresh
+// one. Every error is a *HookError.
+func (s *Session) Run(ctx context.Context, h Hook) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := func(err error) (Result, error) {
+		return Result{}, &HookError{Package: h.Package, Script: h.Script, Err: err}
+	}
+	if s.closed {
+		return fail(errors.New("hook sandbox session closed"))
+	}
+	if s.c == nil {
+		c, err := s.start(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		s.c = c
+	}
+	c := s.c
+	lim := s.r.Limits.withDefaults()
+	msg, err := json.Marshal(request{Hook: h, Limits: lim})
+	if err != nil {
+		return fail(fmt.Errorf("encode hook request: %w", err))
+	}
+	c.stderr.reset() // keep what the child says during this hook
+	if _, err := c.stdin.Write(append(msg, '\n')); err != nil {
+		// The child is gone; its death explains more than EPIPE does.
+		s.kill(c)
+		return fail(c.deathError())
+	}
+
+	// The child stops a hook at its time limit by itself; kill it only if
+	// it does not (a Go function looping in a pattern match, say).
+	timer := time.NewTimer(lim.Timeout + killGrace(lim.Timeout))
+	defer timer.Stop()
+	select {
+	case line, ok := <-c.lines:
+		if !ok {
+			s.c = nil
+			s.log.Debug("hook sandbox died", "pkg", h.Package, "hook", h.Script, "err", c.waitErr, "stderr", c.stderr.String())
+			return fail(c.deathError())
+		}
+		return s.result(h, c, line)
+	case <-timer.C:
+		s.log.Debug("hook sandbox killed: time limit", "pkg", h.Package, "hook", h.Script, "timeout", lim.Timeout)
+		s.kill(c)
+		return fail(&limitError{ErrTimeout, lim.Timeout.String()})
+	case <-ctx.Done():
+		s.kill(c)
+		return fail(context.Cause(ctx))
+	}
+}
+
+func (s *Session) result(h Hook, c *child, line []byte) (Result, error) {
+	var resp response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		s.kill(c)
+		return Result{}, &HookError{Package: h.Package, Script: h.Script, Err: fmt.Errorf("decode hook result: %w", err)}
+	}
+	if resp.Error != nil {
+		return resp.Result, resp.Error.hookError()
+	}
+	return resp.Result, nil
+}
+
+// killGrace is how long after the time limit the parent waits for the child
+// to report the timeout itself.
+func killGrace(timeout time.Duration) time.Duration {
+	return min(timeout/4, 2*time.Second)
+}
+
+// kill kills c and waits for it; the session will start a fresh child.
+func (s *Session) kill(c *child) {
+	c.stopped.Do(func() { close(c.stop) })
+	_ = killGroup(c.cmd.Process.Pid)
+	<-c.exited
+	if s.c == c {
+		s.c = nil
+	}
+	s.log.Debug("hook sandbox stopped", "pid", c.cmd.Process.Pid)
+}
+
+// deathError explains an unexpected exit: a Go runtime out of memory under
+// RLIMIT_AS is the memory limit; anything else is reported with the end of
+// the child's stderr.
+func (c *child) deathError() error {
+	tail := c.stderr.String()
+	if strings.Contains(tail, "out of memory") {
+		return &limitError{ErrMemoryLimit, "the sandbox process ran out of address space"}
+	}
+	if i := strings.Index(tail, "\ngoroutine "); i >= 0 {
+		tail = tail[:i] // the panic message, not the goroutine dump
+	}
+	return fmt.Errorf("hook sandbox died (%v): %s", c.waitErr, strings.TrimSpace(tail))
+}
+
+// Close stops the child: it closes its stdin, and kills it if it does not
+// exit within a few seconds.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	c := s.c
+	s.c = nil
+	if c == nil {
+		return nil
+	}
+	_ = c.stdin.Close()
+	select {
+	case <-c.exited:
+	case <-time.After(5 * time.Second):
+		s.kill(c)
+		return errors.New("hook sandbox did not exit on close; killed")
+	}
+	if c.waitErr != nil {
+		return fmt.Errorf("hook sandbox: %w: %s", c.waitErr, strings.TrimSpace(c.stderr.String()))
+	}
+	return nil
+}
+
+// headBuffer keeps the first max bytes written to it.
+type headBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *headBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - len(b.buf); room > 0 {
+		b.buf = append(b.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (b *headBuffer) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = b.buf[:0]
+}
+
+func (b *headBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}

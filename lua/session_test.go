@@ -1,0 +1,279 @@
+package lua_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/packets-dev/packets/lua"
+)
+
+func TestSessionRunsHooksInTurn(t *testing.T) {
+	m := newMachine(t)
+	var logs bytes.Buffer
+	r := testRunner(quick)
+	r.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := r.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	install := m.hook(`os.copy(path_join(data_dir, "bin/htop"), path_join(packets_bin_dir, "htop"))
+print("installed", script)`)
+	res, err := s.Run(t.Context(), install)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := lua.Result{Created: []string{"/usr/bin/htop"}, Output: "installed\tinstall.lua\n"}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("install (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(logs.String(), `msg="hook sandbox started" pid=`) {
+		t.Errorf("log = %q, want the child's start", logs.String())
+	}
+
+	remove := m.hook(`assert(os.remove(path_join(packets_bin_dir, "htop")))`)
+	remove.Script = "remove.lua"
+	res, err = s.Run(t.Context(), remove)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(lua.Result{Removed: []string{"/usr/bin/htop"}}, res); diff != "" {
+		t.Errorf("remove (-want +got):\n%s", diff)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := s.Run(t.Context(), install); err == nil || !strings.Contains(err.Error(), "session closed") {
+		t.Errorf("Run after Close = %v, want session closed", err)
+	}
+}
+
+// A hook error crosses the process boundary whole: package, script, line,
+// message and sentinel.
+func TestSessionHookErrors(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, quick)
+	tests := []struct {
+		name, script string
+		is           error
+		want         string
+	}{
+		{"error", "local x = 1\nerror(\"boom\")", nil, "htop: install.lua:2: boom"},
+		{"denied", "\npcall(io.open, '/etc/passwd', 'w')", lua.ErrDenied,
+			"htop: install.lua:2: io.open: /etc/passwd is outside the hook's directories"},
+		{"syntax", "local x = = 1", nil, "htop: install.lua:1: syntax error near '='"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Run(t.Context(), m.hook(tt.script))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %q does not wrap %q", err, tt.is)
+			}
+		})
+	}
+}
+
+// A Go function the VM cannot interrupt (a pattern that backtracks within
+// the caps) is stopped by killing the child; the next hook gets a new one.
+func TestSessionKillsStuckChild(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, lua.Limits{Timeout: 300 * time.Millisecond})
+	before := snapshot(t, m.root)
+	_, err := s.Run(t.Context(), m.hook(`local i = string.find(("a"):rep(4000), ".-.-.-.-b")`))
+	checkHookError(t, err, lua.ErrTimeout, "time limit exceeded (300ms)", 0)
+	if _, err := s.Run(t.Context(), m.hook(`print(1)`)); err != nil {
+		t.Errorf("Run after the kill: %v", err)
+	}
+	if diff := cmp.Diff(before, snapshot(t, m.root)); diff != "" {
+		t.Errorf("the machine changed (-before +after):\n%s", diff)
+	}
+}
+
+// One allocation too large to wait for (a 512 MiB table.concat) hits the
+// memory limit too: RLIMIT_AS makes the Go runtime abort the child.
+func TestSessionMemoryLimitSingleAllocation(t *testing.T) {
+	if raceBuild {
+		t.Skip("no RLIMIT_AS under the race detector, which also copies 512 MiB for half a minute")
+	}
+	m := newMachine(t)
+	s := startSession(t, lua.Limits{Timeout: 20 * time.Second, MemoryBytes: 64 << 20})
+	_, err := s.Run(t.Context(), m.hook(`local t, x = {}, ("x"):rep(16 * 1024 * 1024)
+for i = 1, 32 do t[i] = x end
+local s = table.concat(t)
+while true do end`))
+	checkHookError(t, err, lua.ErrMemoryLimit, "memory limit exceeded (the sandbox process ran out of address space)", 0)
+	if _, err := s.Run(t.Context(), m.hook(`print(1)`)); err != nil {
+		t.Errorf("Run after the memory limit: %v", err)
+	}
+}
+
+// The caller's context stops a running hook (an interrupted apply), and the
+// next hook runs in a fresh child.
+func TestSessionContext(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, quick)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err := s.Run(ctx, m.hook("while true do end"))
+	checkHookError(t, err, context.DeadlineExceeded, "context deadline exceeded", 0)
+	if _, err := s.Run(t.Context(), m.hook(`print(1)`)); err != nil {
+		t.Errorf("Run after the cancellation: %v", err)
+	}
+}
+
+func TestStartRejectsNonChild(t *testing.T) {
+	r := &lua.Runner{Command: []string{"/bin/sh", "-c", "echo hello; cat"}}
+	if _, err := r.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "unexpected hello") {
+		t.Errorf("Start = %v, want an unexpected hello", err)
+	}
+	r = &lua.Runner{Command: []string{"/bin/sh", "-c", "echo it broke >&2; exit 3"}}
+	if _, err := r.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "it broke") {
+		t.Errorf("Start = %v, want the child's stderr", err)
+	}
+}
+
+// A child that answers garbage is killed, and the hook fails.
+func TestSessionProtocolViolation(t *testing.T) {
+	m := newMachine(t)
+	r := &lua.Runner{Command: []string{"/bin/sh", "-c", `echo '{"packets_hook_child":1}'; read line; echo garbage; exec sleep 600`}}
+	s, err := r.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Run(t.Context(), m.hook("print(1)"))
+	if err == nil || !strings.Contains(err.Error(), "htop: install.lua: decode hook result: invalid character") {
+		t.Errorf("Run = %v, want a decode error", err)
+	}
+}
+
+func TestStartMissingCommand(t *testing.T) {
+	for _, cmd := range [][]string{nil, {"/nonexistent/packets"}} {
+		r := &lua.Runner{Command: cmd}
+		if _, err := r.Start(t.Context()); err == nil || !strings.HasPrefix(err.Error(), "start hook sandbox: ") {
+			t.Errorf("Start(%q) = %v, want a start error", cmd, err)
+		}
+	}
+}
+
+// parentEnv makes the test binary a parent that starts a session, says
+// "ready" and waits to be killed.
+const parentEnv = "PACKETS_LUA_TEST_PARENT"
+
+func serveParent() int {
+	//nolint:forbidigo // a helper process has no t.Context.
+	s, err := testRunner(quick).Start(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer s.Close()
+	fmt.Println("ready")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // until killed
+	return 0
+}
+
+// The child dies with its parent (Pdeathsig), even when the parent is
+// SIGKILLed and cannot clean up.
+func TestChildDiesWithParent(t *testing.T) {
+	parent := exec.Command(os.Args[0], "-test.run=^$")
+	parent.Env = append(os.Environ(), parentEnv+"=1")
+	stdin, err := parent.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := parent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("parent said %q, %v", line, err)
+	}
+	child := childOf(t, parent.Process.Pid)
+	pidfd, err := pidfdOpen(child)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", child, err)
+	}
+	defer syscall.Close(pidfd)
+
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = parent.Wait()
+	if !waitExit(t, pidfd, 10*time.Second) {
+		t.Errorf("child %d still running 10s after its parent was killed", child)
+	}
+}
+
+// childOf finds the only child of pid in /proc.
+func childOf(t *testing.T, pid int) int {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var found []int
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			n, _ := strconv.Atoi(strings.Fields(string(b))[0])
+			found = append(found, n)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("children of %d: %v, want one", pid, found)
+	}
+	return found[0]
+}
+
+func pidfdOpen(pid int) (int, error) {
+	const sysPidfdOpen = 434
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(fd), nil
+}
+
+// waitExit waits until the process behind pidfd exits (the fd turns
+// readable), or timeout.
+func waitExit(t *testing.T, pidfd int, timeout time.Duration) bool {
+	t.Helper()
+	var set syscall.FdSet
+	set.Bits[pidfd/64] |= 1 << (uint(pidfd) % 64)
+	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
+	for {
+		n, err := syscall.Select(pidfd+1, &set, nil, nil, &tv)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("select: %v", err)
+		}
+		return n == 1
+	}
+}

@@ -1,0 +1,254 @@
+package packages
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// ExtractOptions says where and how Extract stages an archive.
+type ExtractOptions struct {
+	Limits Limits // zero fields mean DefaultLimits
+	Dest   string // root-relative dir the data/ tree goes to, e.g. "opt/packets/htop/data"
+	Tag    string // unique per transaction, e.g. "tx42"; part of every temp name: 1-32 of [A-Za-z0-9_-]
+}
+
+// StagedFile is one data entry staged by Extract. Final and Temp are
+// root-relative; Temp is "" for directories, which are made real directly.
+type StagedFile struct {
+	Entry
+	Final string
+	Temp  string
+}
+
+// Staged is the result of Extract: every data entry under its temporary
+// name, ready to Publish or Discard. Files[i].Entry is Contents.Entries[i].
+type Staged struct {
+	Contents *Contents    // the validated manifest, hooks and entries, as Inspect returns them
+	Files    []StagedFile // in archive order
+	NewDirs  []string     // dirs Extract created (root-relative), parents first
+}
+
+// TempName is the temporary name under which Extract stages final: a short
+// hidden name in the same directory, so that publishing is a rename within
+// one filesystem. It is deterministic, so that recovery after a crash can
+// find the temporaries of transaction tag; archives cannot contain names
+// starting with TempPrefix.
+func TempName(final, tag string, n int) string {
+	return path.Join(path.Dir(final), TempPrefix+tag+"-"+strconv.Itoa(n))
+}
+
+// Extract validates the archive in r with the same code as Inspect while it
+// stages the data/ tree below opt.Dest in root: directories are created for
+// real (new ones recorded in NewDirs), regular files are written to
+// TempName temporaries created with O_EXCL and given their mode explicitly
+// (setuid bits after the content), symlinks and hard links are made at
+// temporaries too (a hard link to the earlier file's temporary). Nothing is
+// fsynced: make the batch durable with SyncFS, then Publish.
+//
+// An existing non-directory where the archive needs a directory is an error.
+// On any error Extract discards everything it staged and created, so a
+// hostile archive leaves only what existed before.
+func Extract(r io.Reader, root *os.Root, opt ExtractOptions) (*Staged, error) {
+	if err := opt.validate(); err != nil {
+		return nil, err
+	}
+	x := &extractor{
+		root: root, dest: opt.Dest, tag: opt.Tag, st: &Staged{},
+		dirs: map[string]bool{}, temps: map[string]string{},
+		buf: make([]byte, 64<<10), cache: dirCache{root: root},
+	}
+	err := x.makeDest()
+	var c *Contents
+	if err == nil {
+		c, err = readArchive(r, opt.Limits, x)
+	}
+	x.cache.close()
+	if err != nil {
+		if derr := x.st.Discard(root); derr != nil {
+			err = errors.Join(err, fmt.Errorf("discard staged files: %w", derr))
+		}
+		return nil, err
+	}
+	for i := range x.st.Files {
+		x.st.Files[i].Entry = c.Entries[i] // with the digests, known only after each file
+	}
+	x.st.Contents = c
+	return x.st, nil
+}
+
+func (o *ExtractOptions) validate() error {
+	if o.Dest == "" || !fs.ValidPath(o.Dest) {
+		return fmt.Errorf("extract: destination %q is not a clean root-relative path", o.Dest)
+	}
+	if o.Tag == "" || len(o.Tag) > 32 || strings.ContainsFunc(o.Tag, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-'
+	}) {
+		return fmt.Errorf("extract: tag %q must be 1-32 of [A-Za-z0-9_-]", o.Tag)
+	}
+	return nil
+}
+
+// extractor is the sink that stages entries into the root.
+type extractor struct {
+	root  *os.Root
+	dest  string
+	tag   string
+	st    *Staged
+	dirs  map[string]bool   // root-relative directories known to be real
+	temps map[string]string // archive path of a regular file -> its temporary
+	n     int               // temporaries made
+	buf   []byte
+	cache dirCache
+}
+
+// makeDest creates Dest and its missing parents. Existing parents may be
+// symlinks (an administrator's /opt -> /srv/opt); os.Root keeps them inside
+// the root.
+func (x *extractor) makeDest() error {
+	dir := ""
+	for c := range strings.SplitSeq(x.dest, "/") {
+		dir = path.Join(dir, c)
+		fi, err := x.root.Stat(dir)
+		switch {
+		case err == nil && fi.IsDir():
+			continue
+		case err == nil:
+			return fmt.Errorf("extract: %s exists and is not a directory", dir)
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("extract: %w", err)
+		}
+		if err := x.mkdir(dir, 0o755); err != nil {
+			return fmt.Errorf("extract: %w", err)
+		}
+	}
+	x.dirs[x.dest] = true
+	return nil
+}
+
+func (x *extractor) mkdir(dir string, perm fs.FileMode) error {
+	if err := x.root.Mkdir(dir, perm); err != nil {
+		return err
+	}
+	x.st.NewDirs = append(x.st.NewDirs, dir)
+	return x.root.Chmod(dir, perm) // the umask must not matter
+}
+
+// final is where archive path p is installed.
+func (x *extractor) final(p string) string {
+	rest := p[len(DataDir)+1:]
+	if x.dest == "." {
+		return rest
+	}
+	return x.dest + "/" + rest
+}
+
+// ensureDir makes dir, below Dest, a real directory: an existing one must
+// not be a symlink, so that nothing is ever written through one.
+// New directories get perm, and at least owner rwx until Publish gives
+// directories from the archive their own mode.
+func (x *extractor) ensureDir(dir string, perm fs.FileMode) error {
+	if x.dirs[dir] {
+		return nil
+	}
+	if err := x.ensureDir(path.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	fi, err := x.root.Lstat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+	case err == nil:
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := x.mkdir(dir, perm|0o700); err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	x.dirs[dir] = true
+	return nil
+}
+
+// entry stages one data entry (the sink method readArchive calls).
+func (x *extractor) entry(e *Entry, content io.Reader) error {
+	final := x.final(e.Path)
+	if e.Type == TypeDir {
+		if err := x.ensureDir(final, e.Mode.Perm()); err != nil {
+			return err
+		}
+		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final})
+		return nil
+	}
+	dir := path.Dir(final)
+	if err := x.ensureDir(dir, 0o755); err != nil {
+		return err
+	}
+	x.n++
+	temp := TempName(final, x.tag, x.n)
+	var err error
+	switch e.Type {
+	case TypeFile:
+		return x.file(e, dir, final, temp, content)
+	case TypeSymlink:
+		var d *os.Root
+		if d, err = x.cache.open(dir); err == nil {
+			err = d.Symlink(e.Link, path.Base(temp))
+		}
+	case TypeHardlink:
+		err = x.root.Link(x.temps[e.Link], temp) // the checker made sure e.Link is an earlier file
+	}
+	if err != nil {
+		return err
+	}
+	x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Temp: temp})
+	return nil
+}
+
+// file writes a regular file to its temporary, then sets its mode (after
+// the content: a write clears setuid bits).
+func (x *extractor) file(e *Entry, dir, final, temp string, content io.Reader) error {
+	d, err := x.cache.open(dir)
+	if err != nil {
+		return err
+	}
+	f, err := d.OpenFile(path.Base(temp), os.O_WRONLY|os.O_CREATE|os.O_EXCL, e.Mode.Perm())
+	if err != nil {
+		return err
+	}
+	// Recorded as soon as it exists, so that Discard removes it.
+	x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Temp: temp})
+	x.temps[e.Path] = temp
+	err = x.copy(f, content)
+	if err == nil {
+		err = f.Chmod(e.Mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// copy writes content to f through the extractor's one buffer (os.File's
+// ReadFrom would allocate a buffer per file).
+func (x *extractor) copy(f *os.File, content io.Reader) error {
+	for {
+		n, rerr := content.Read(x.buf)
+		if n > 0 {
+			if _, err := f.Write(x.buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package packages
+
+import (
+	"bytes"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestExtractRoundTrip builds the demo tree, extracts it under a hostile
+// umask, publishes it, and wants the same tree back: modes (setuid and
+// sticky included), contents, symlinks and the hard link.
+func TestExtractRoundTrip(t *testing.T) {
+	src := demoSource(t)
+	archive := buildBytes(t, src)
+	sb := newSandbox(t)
+
+	old := syscall.Umask(0o077) // the umask must not matter
+	st, err := sb.extract(archive, Limits{})
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatalf("Extract: %v", err)
+	}
+	dest := filepath.Join(sb.outer, "root", testDest)
+
+	// 1. Staged: every file under its temporary, no final name yet.
+	if len(st.Files) != len(st.Contents.Entries) {
+		t.Fatalf("%d staged files for %d entries", len(st.Files), len(st.Contents.Entries))
+	}
+	for i, f := range st.Files {
+		if diff := cmp.Diff(st.Contents.Entries[i], f.Entry); diff != "" {
+			t.Errorf("Files[%d].Entry (-want +got):\n%s", i, diff)
+		}
+		if want := path.Join(testDest, strings.TrimPrefix(f.Path, "data/")); f.Final != want {
+			t.Errorf("Final = %q, want %q", f.Final, want)
+		}
+		if f.Type == TypeDir {
+			continue
+		}
+		if !strings.HasPrefix(path.Base(f.Temp), ".pk-tx1-") || path.Dir(f.Temp) != path.Dir(f.Final) {
+			t.Errorf("Temp %q for %q", f.Temp, f.Final)
+		}
+		if _, err := sb.root.Lstat(f.Final); err == nil {
+			t.Errorf("%s exists before Publish", f.Final)
+		}
+	}
+	wantNew := []string{"opt/packets/demo", testDest}
+	for _, d := range []string{"bin", "empty", "etc", "lib", "private", "share", "share/doc", "tmp"} {
+		wantNew = append(wantNew, testDest+"/"+d)
+	}
+	if diff := cmp.Diff(wantNew, st.NewDirs); diff != "" {
+		t.Errorf("NewDirs (-want +got):\n%s", diff)
+	}
+
+	// 2. Publish, and compare the trees.
+	must(t, SyncFS(sb.root))
+	old = syscall.Umask(0o077)
+	err = st.Publish(sb.root, nil)
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	must(t, SyncFS(sb.root))
+	if diff := cmp.Diff(snapshot(t, filepath.Join(src, "data")), snapshot(t, dest)); diff != "" {
+		t.Errorf("published tree (-source +published):\n%s", diff)
+	}
+	a, _ := os.Stat(filepath.Join(dest, "bin/demo"))
+	b, _ := os.Stat(filepath.Join(dest, "bin/demo-alias"))
+	if a == nil || b == nil || !os.SameFile(a, b) {
+		t.Error("bin/demo-alias is not a hard link to bin/demo")
+	}
+}
+
+func TestExtractDiscard(t *testing.T) {
+	archive := buildBytes(t, demoSource(t))
+	sb := newSandbox(t)
+	before := snapshot(t, sb.outer)
+	st, err := sb.extract(archive, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, st.Discard(sb.root))
+	wantUnchanged(t, before, snapshot(t, sb.outer))
+	must(t, st.Discard(sb.root)) // again: nothing left to remove is not an error
+}
+
+// TestExtractOverExisting publishes over an older version of the package:
+// files are replaced, a symlink is replaced by a file, and Publish's skip
+// redirects the config file the user edited.
+func TestExtractOverExisting(t *testing.T) {
+	archive := buildBytes(t, demoSource(t))
+	sb := newSandbox(t)
+	dest := filepath.Join(sb.outer, "root", testDest)
+	writeFile(t, dest, "etc/demo.conf", "edited by the admin\n", 0o600)
+	writeFile(t, dest, "bin/old-only", "stays\n", 0o755)
+	must(t, os.Symlink("elsewhere", filepath.Join(dest, "bin/demo")))
+
+	st, err := sb.extract(archive, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.NewDirs) != 6 { // only lib, share, share/doc, empty, private, tmp are new
+		t.Errorf("NewDirs = %q", st.NewDirs)
+	}
+	var asked []string
+	err = st.Publish(sb.root, func(f StagedFile) (string, bool) {
+		asked = append(asked, f.Path)
+		if st.Contents.Manifest.IsConfig(f.Path) {
+			return f.Final + ".packets-new", true
+		}
+		return "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 10 { // every non-directory
+		t.Errorf("skip asked about %q", asked)
+	}
+	snap := snapshot(t, dest)
+	for p, want := range map[string]string{
+		"etc/demo.conf":             "-rw------- " + hash6("edited by the admin\n"),
+		"etc/demo.conf.packets-new": "-rw------- " + hash6("key = value\n"),
+		"bin/old-only":              "-rwxr-xr-x " + hash6("stays\n"),
+		"bin/demo":                  "-rwxr-xr-x " + hash6("#!/bin/sh\necho demo\n") + " links=2",
+	} {
+		if snap[p] != want {
+			t.Errorf("%s: %q, want %q", p, snap[p], want)
+		}
+	}
+}
+
+func hash6(s string) string { return SumBytes([]byte(s)).String()[:12] }
+
+// TestPublishDirectoryInTheWay: a directory where the archive has a file is
+// an error naming it, and Discard still cleans up.
+func TestPublishDirectoryInTheWay(t *testing.T) {
+	archive := buildBytes(t, demoSource(t))
+	sb := newSandbox(t)
+	must(t, os.MkdirAll(filepath.Join(sb.outer, "root", testDest, "etc/demo.conf/sub"), 0o755))
+	st, err := sb.extract(archive, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Publish(sb.root, nil)
+	if err == nil || !strings.Contains(err.Error(), "publish "+testDest+"/etc/demo.conf: a directory is in the way") {
+		t.Fatalf("Publish: got %v, want a directory in the way of etc/demo.conf", err)
+	}
+	must(t, st.Discard(sb.root))
+	for p := range snapshot(t, filepath.Join(sb.outer, "root")) {
+		if strings.Contains(p, TempPrefix) {
+			t.Errorf("temporary %s left after Discard", p)
+		}
+	}
+}
+
+// TestExtractRefusesExistingSymlink: a symlink already on disk where the
+// archive has a directory (planted, or left by an older version) is never
+// followed, even when the archive itself is harmless.
+func TestExtractRefusesExistingSymlink(t *testing.T) {
+	sb := newSandbox(t)
+	dest := filepath.Join(sb.outer, "root", testDest)
+	must(t, os.MkdirAll(dest, 0o755))
+	must(t, os.Symlink("../../../../../outside", filepath.Join(dest, "etc")))
+	before := snapshot(t, sb.outer)
+	archive := hostile(t, manifestTE(""), dirTE("data"), dirTE("data/etc"), fileTE("data/etc/victim", "pwned"))
+	_, err := sb.extract(archive, Limits{})
+	wantEntryError(t, err, "data/etc", testDest+"/etc exists and is not a directory")
+	wantUnchanged(t, before, snapshot(t, sb.outer))
+}
+
+func TestExtractOptions(t *testing.T) {
+	sb := newSandbox(t)
+	archive := hostile(t, manifestTE(""))
+	for _, opt := range []ExtractOptions{
+		{Dest: "", Tag: "tx"}, {Dest: "/abs", Tag: "tx"}, {Dest: "a/../..", Tag: "tx"},
+		{Dest: "d", Tag: ""}, {Dest: "d", Tag: "a/b"}, {Dest: "d", Tag: strings.Repeat("x", 33)},
+	} {
+		if _, err := Extract(bytes.NewReader(archive), sb.root, opt); err == nil {
+			t.Errorf("Extract with %+v succeeded", opt)
+		}
+	}
+}
+
+func TestTempName(t *testing.T) {
+	for _, tt := range []struct{ final, want string }{
+		{"opt/packets/htop/data/bin/htop", "opt/packets/htop/data/bin/.pk-tx42-7"},
+		{"top", ".pk-tx42-7"},
+	} {
+		if got := TempName(tt.final, "tx42", 7); got != tt.want {
+			t.Errorf("TempName(%q) = %q, want %q", tt.final, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package installed
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/packets-dev/packets/packages"
+)
+
+const (
+	benchPackages = 200
+	benchFiles    = 150
+)
+
+// benchDirs returns where to benchmark: a tmpfs (the brief's figure, which
+// measures the engine's own cost) and the disk t.TempDir() is on (where
+// the syncfs and SQLite fsyncs are real).
+func benchDirs(b *testing.B) map[string]func() string {
+	return map[string]func() string{
+		"tmpfs": func() string {
+			if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+				b.Skip("no /dev/shm")
+			}
+			d, err := os.MkdirTemp("/dev/shm", "packets-bench-")
+			if err != nil {
+				b.Skip(err)
+			}
+			b.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		},
+		"disk": b.TempDir,
+	}
+}
+
+// benchBatch builds benchPackages archives of benchFiles small files each.
+func benchBatch(m *machine) []*Package {
+	var pkgs []*Package
+	for i := range benchPackages {
+		files := map[string]string{}
+		for j := range benchFiles {
+			files[fmt.Sprintf("d%d/f%03d", j%10, j)] = strings.Repeat(fmt.Sprintf("%d-%d ", i, j), 10+j)
+		}
+		pkgs = append(pkgs, m.build(src{name: fmt.Sprintf("pkg%03d", i), version: "1", serial: 1, files: files}))
+	}
+	return pkgs
+}
+
+// BenchmarkApply times Begin, Stage, PreHooks, Commit, PostHooks and Done
+// of one batch that installs 200 packages of 150 files into an empty root:
+// one syncfs per phase and a handful of SQL transactions for the whole
+// batch (DESIGN §8).
+func BenchmarkApply(b *testing.B) {
+	for name, dir := range benchDirs(b) {
+		b.Run(name, func(b *testing.B) {
+			top := dir()
+			base := newMachineIn(b, b.TempDir())
+			pkgs := benchBatch(base)
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				n++
+				d := filepath.Join(top, fmt.Sprint(n))
+				must(b, os.Mkdir(d, 0o755))
+				m := newMachineIn(b, d)
+				m.cache = base.cache
+				install := make([]Change, len(pkgs))
+				for i, p := range pkgs {
+					install[i] = m.install(p)
+				}
+				b.StartTimer()
+				m.mustApply(install...)
+			}
+			reportFiles(b)
+		})
+	}
+}
+
+// BenchmarkExtractOnly is the floor BenchmarkApply is compared with: the
+// same archives extracted and published with no syncfs, no journal and no
+// database.
+func BenchmarkExtractOnly(b *testing.B) {
+	for name, dir := range benchDirs(b) {
+		b.Run(name, func(b *testing.B) {
+			m := newMachineIn(b, dir())
+			pkgs := benchBatch(m)
+			n := 0
+			for b.Loop() {
+				n++
+				for _, p := range pkgs {
+					rc, err := m.open(p.Digest)
+					if err != nil {
+						b.Fatal(err)
+					}
+					st, err := packages.Extract(rc, m.root, packages.ExtractOptions{
+						Dest: path.Join("plain", fmt.Sprint(n), string(p.Name)), Tag: "bench"})
+					rc.Close()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := st.Publish(m.root, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				must(b, m.root.RemoveAll("plain"))
+				b.StartTimer()
+			}
+			reportFiles(b)
+		})
+	}
+}
+
+func reportFiles(b *testing.B) {
+	files := float64(b.N * benchPackages * benchFiles)
+	b.ReportMetric(files/b.Elapsed().Seconds(), "files/s")
+}

@@ -1,0 +1,255 @@
+package installed
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/packets-dev/packets/packages"
+)
+
+// Commit passes the decision point and puts the batch in place:
+//
+//  1. decide, from the disk as it is now, which config files the user
+//     modified and which old paths become stale;
+//  2. record those decisions and state 'staged' for every change in one
+//     SQL transaction: from here on, recovery rolls forward;
+//  3. rename every temp into place;
+//  4. delete the stale paths, children before parents;
+//  5. flush the renames and deletions with one syncfs;
+//  6. in one SQL transaction write the rows, bump the generation and mark
+//     every change 'committed'.
+//
+// After an error from step 2 on, call Recover: Abort no longer applies.
+func (tx *Tx) Commit(ctx context.Context) error {
+	if err := tx.expect(statePending, stateUnhooked); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	all := map[string]bool{}
+	for _, c := range tx.changes {
+		if c.New != nil && c.staged == nil {
+			return fmt.Errorf("commit: %s is not staged", c.New.Ref())
+		}
+		if c.New != nil {
+			for p := range finals(c.New, c.contents) {
+				all[p] = true
+			}
+		}
+	}
+	for _, c := range tx.changes {
+		if err := tx.db.decide(ctx, &tx.l, c, all); err != nil {
+			return fmt.Errorf("commit %s: %w", c.name(), err)
+		}
+	}
+	if err := tx.db.setState(ctx, tx.changes, stateStaged); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if err := tx.db.crash("decided"); err != nil {
+		return err
+	}
+	tx.kept = keptOf(tx.changes)
+	if err := tx.db.finish(ctx, &tx.l, tx.changes); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// expect reports an error unless every change is in one of states: the
+// Tx methods must be called in order.
+func (tx *Tx) expect(states ...state) error {
+	for _, c := range tx.changes {
+		if !slices.Contains(states, c.row.state) {
+			return fmt.Errorf("%s is %s, not %v", c.name(), c.row.state, states)
+		}
+	}
+	return nil
+}
+
+// setState moves every change to s in one SQL transaction; the in-memory
+// rows change only when it commits.
+func (db *DB) setState(ctx context.Context, cs []*change, s state) error {
+	err := db.inTx(ctx, func(stx *sql.Tx) error {
+		for _, c := range cs {
+			r := *c.row
+			r.state = s
+			if err := updateJournal(ctx, stx, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		c.row.state = s
+	}
+	return nil
+}
+
+// finish runs steps 3 to 6 of Commit from the recorded decisions; a roll
+// forward runs it again after re-extracting.
+func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
+	if err := db.publish(l, cs); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		db.deleteStale(ctx, l, c, true)
+	}
+	rows := make([][]File, len(cs))
+	for i, c := range cs {
+		var err error
+		if rows[i], err = db.newRows(ctx, l, c); err != nil {
+			return fmt.Errorf("%s: %w", c.name(), err)
+		}
+	}
+	if err := packages.SyncFS(l.Root); err != nil {
+		return err
+	}
+	if err := db.crash("synced"); err != nil {
+		return err
+	}
+	if err := db.record(ctx, l, cs, rows); err != nil {
+		return err
+	}
+	return db.crash("committed")
+}
+
+// publish renames every temp into place with packages.Staged.Publish. A
+// modified config file stays and the new version goes beside it; when the
+// package dir moves, the user's file moves along to the new dir. The
+// change holding the batch's middle rename is published in two halves, so
+// that a test can stop the engine there.
+func (db *DB) publish(l *Layout, cs []*change) error {
+	total := 0
+	for _, c := range cs {
+		if c.staged != nil {
+			total += len(c.staged.Files)
+		}
+	}
+	mid, done, crashed := total/2, 0, false
+	for _, c := range cs {
+		if c.staged == nil {
+			continue
+		}
+		aside := map[string]bool{}
+		for _, k := range c.row.p.Keep {
+			aside[rel(k.To)] = k.Beside
+		}
+		skip := func(f packages.StagedFile) (string, bool) {
+			if aside[f.Final] {
+				return f.Final + newConfigSuffix, true
+			}
+			return "", false
+		}
+		files := c.staged.Files
+		cut := min(max(mid-done, 0), len(files))
+		first, second := packages.Staged{Files: files[:cut]}, packages.Staged{Files: files[cut:]}
+		if err := first.Publish(l.Root, skip); err != nil {
+			return fmt.Errorf("%s: %w", c.New.Ref(), err)
+		}
+		if done+cut == mid && !crashed {
+			crashed = true
+			if err := db.crash("renames-half"); err != nil {
+				return err
+			}
+		}
+		if err := second.Publish(l.Root, skip); err != nil {
+			return fmt.Errorf("%s: %w", c.New.Ref(), err)
+		}
+		done += len(files)
+		for _, k := range c.row.p.Keep {
+			if k.From == k.To {
+				continue
+			}
+			// Done already when a roll forward repeats this.
+			if err := l.Root.Rename(rel(k.From), rel(k.To)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("keep %s: %w", k.From, err)
+			}
+		}
+	}
+	return nil
+}
+
+// deleteStale removes c's stale paths, children first; a directory only
+// when empty. In Commit the paths are Old's rows, which no other package
+// can own (a path has one owner); a roll forward past the commit (owned
+// false) skips any path that has an owner again. A failure is logged, not
+// returned: past the decision point an error would only make every later
+// command fail the same way, and the leftover is harmless.
+func (db *DB) deleteStale(ctx context.Context, l *Layout, c *change, owned bool) {
+	dc := dirCache{root: l.Root}
+	defer dc.close()
+	for _, p := range c.row.p.Stale {
+		if !owned {
+			if _, ok, err := owner(ctx, db.sql, p); err != nil || ok {
+				continue
+			}
+		}
+		err := dc.remove(rel(p))
+		switch {
+		case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, syscall.EEXIST):
+		default:
+			db.log.Warn("cannot remove a stale path", "pkg", c.name(), "path", p, "err", err)
+		}
+	}
+}
+
+// record writes the new rows of every change, bumps the generation and
+// marks the changes committed, in one SQL transaction.
+func (db *DB) record(ctx context.Context, l *Layout, cs []*change, rows [][]File) error {
+	now := time.Now().UTC().Truncate(time.Second)
+	err := db.inTx(ctx, func(stx *sql.Tx) error {
+		// Forget every old row first: a batch may hand paths between
+		// packages (a rename within a family).
+		for _, c := range cs {
+			if c.Old == nil {
+				continue
+			}
+			if _, err := stx.ExecContext(ctx, `DELETE FROM files WHERE package = ?`, c.Old.Name); err != nil {
+				return err
+			}
+			if c.New == nil || c.New.Name != c.Old.Name {
+				if _, err := stx.ExecContext(ctx, `DELETE FROM packages WHERE name = ?`, c.Old.Name); err != nil {
+					return err
+				}
+			}
+		}
+		for i, c := range cs {
+			if c.New != nil {
+				if c.New.InstalledAt.IsZero() {
+					c.New.InstalledAt = now
+				}
+				if err := putPackage(stx, c.New); err != nil {
+					return err
+				}
+				if err := putFiles(stx, rows[i]); err != nil {
+					return err
+				}
+			}
+			r := *c.row
+			r.state = stateCommitted
+			if err := updateJournal(ctx, stx, &r); err != nil {
+				return err
+			}
+		}
+		if _, err := stx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+			MetaDataDir, path.Clean("/"+l.DataDir)); err != nil {
+			return err
+		}
+		return bumpGeneration(stx)
+	})
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	for _, c := range cs {
+		c.row.state = stateCommitted
+	}
+	return nil
+}

@@ -1,0 +1,471 @@
+package installed
+
+import (
+	"database/sql"
+	"errors"
+	"io/fs"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/packets-dev/packets/packages"
+)
+
+func htopV1(m *machine) *Package {
+	return m.build(src{
+		name: "htop", version: "3.2.0", serial: 3,
+		files: map[string]string{
+			"bin/htop": "htop 3.2", "share/doc/README": "readme", "share/old/gone": "old only",
+			"etc/htoprc": "color=1\n", "empty/": "",
+		},
+		modes:   map[string]fs.FileMode{"bin/htop": 0o755},
+		links:   map[string]string{"bin/top": "htop"},
+		config:  []string{"etc/htoprc"},
+		install: "copy bin/htop /usr/bin/htop\n",
+		remove:  "rm /usr/bin/htop\n",
+	})
+}
+
+func htopV2(m *machine) *Package {
+	return m.build(src{
+		name: "htop", version: "3.3.0", serial: 4,
+		files: map[string]string{
+			"bin/htop": "htop 3.3", "share/doc/README": "readme", "share/doc/NEWS": "news",
+			"etc/htoprc": "color=2\n",
+		},
+		modes:   map[string]fs.FileMode{"bin/htop": 0o755},
+		links:   map[string]string{"bin/top": "htop"},
+		config:  []string{"etc/htoprc"},
+		install: "copy bin/htop /usr/bin/htop\n",
+		remove:  "rm /usr/bin/htop\n",
+	})
+}
+
+const htopDir = "/opt/packets/htop"
+
+func TestInstall(t *testing.T) {
+	m := newMachine(t)
+	ctx := t.Context()
+	g0, _ := m.db.Generation(ctx)
+	v1 := htopV1(m)
+	m.mustApply(m.install(v1))
+
+	p := m.installed("htop")
+	want := *v1
+	want.Reason, want.DataDir, want.InstalledAt = ReasonExplicit, htopDir, p.InstalledAt
+	want.InstallHook, want.RemoveHook = "copy bin/htop /usr/bin/htop\n", "rm /usr/bin/htop\n"
+	want.InstalledSize = int64(len("htop 3.2") + len("readme") + len("old only") + len("color=1\n"))
+	if diff := cmp.Diff(&want, p); diff != "" {
+		t.Errorf("receipt (-want +got):\n%s", diff)
+	}
+	if p.InstalledAt.IsZero() {
+		t.Error("InstalledAt not set")
+	}
+	for path, content := range map[string]string{
+		htopDir + "/data/bin/htop": "htop 3.2", htopDir + "/data/etc/htoprc": "color=1\n", "/usr/bin/htop": "htop 3.2",
+	} {
+		if got := m.read(path); got != content {
+			t.Errorf("%s = %q, want %q", path, got, content)
+		}
+	}
+	if l, err := m.root.Readlink(rel(htopDir + "/data/bin/top")); err != nil || l != "htop" {
+		t.Errorf("symlink bin/top = %q, %v", l, err)
+	}
+	for path, want := range map[string]packages.Name{
+		"/usr/bin/htop": "htop", htopDir: "htop", htopDir + "/data": "htop", htopDir + "/data/empty": "htop",
+		htopDir + "/data/bin/top": "htop", "/usr/bin": "",
+	} {
+		if got, _, _ := m.db.Owner(ctx, path); got != want {
+			t.Errorf("Owner(%s) = %q, want %q", path, got, want)
+		}
+	}
+	files, _ := m.db.Files(ctx, "htop")
+	for _, f := range files {
+		if f.Path == "/usr/bin/htop" && (!f.FromHook || f.Digest != packages.SumBytes([]byte("htop 3.2"))) {
+			t.Errorf("hook-made file row: %+v", f)
+		}
+		if f.Path == htopDir+"/data/etc/htoprc" && !f.Config {
+			t.Errorf("config file not marked: %+v", f)
+		}
+	}
+	if g, _ := m.db.Generation(ctx); g <= g0 {
+		t.Errorf("generation %d did not move from %d", g, g0)
+	}
+	if v, _, _ := m.db.Meta(ctx, MetaDataDir); v != "/opt/packets" {
+		t.Errorf("meta data_dir = %q", v)
+	}
+	if diff := cmp.Diff([]string{"htop install.lua"}, m.calls); diff != "" {
+		t.Errorf("hooks run (-want +got):\n%s", diff)
+	}
+	m.verifyClean()
+	m.noTemps()
+}
+
+func TestUpgrade(t *testing.T) {
+	m := newMachine(t)
+	m.mustApply(m.install(htopV1(m)))
+	readme, err := m.root.Lstat(rel(htopDir + "/data/share/doc/README"))
+	must(t, err)
+	m.calls = nil
+
+	m.mustApply(m.upgrade("htop", htopV2(m)))
+
+	if p := m.installed("htop"); p.Version != "3.3.0" || p.Serial != 4 {
+		t.Errorf("installed %s serial %d, want 3.3.0 serial 4", p.Version, p.Serial)
+	}
+	for path, want := range map[string]string{
+		htopDir + "/data/bin/htop":         "htop 3.3",
+		htopDir + "/data/share/doc/README": "readme",
+		htopDir + "/data/share/doc/NEWS":   "news",
+		htopDir + "/data/etc/htoprc":       "color=2\n", // unmodified config: replaced
+		htopDir + "/data/share/old/gone":   "<missing>",
+		"/usr/bin/htop":                    "htop 3.3",
+	} {
+		if got := m.read(path); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	for _, gone := range []string{htopDir + "/data/share/old", htopDir + "/data/empty", htopDir + "/data/etc/htoprc.packets-new"} {
+		if m.exists(gone) {
+			t.Errorf("%s survived the upgrade", gone)
+		}
+	}
+	if now, err := m.root.Lstat(rel(htopDir + "/data/share/doc/README")); err != nil || !now.Mode().IsRegular() || now.Size() != readme.Size() {
+		t.Errorf("unchanged file after upgrade: %v, %v", now, err)
+	}
+	if diff := cmp.Diff([]string{"htop remove.lua", "htop install.lua"}, m.calls); diff != "" {
+		t.Errorf("hooks run (-want +got):\n%s", diff)
+	}
+	m.verifyClean()
+	m.noTemps()
+}
+
+func TestReinstallRepairs(t *testing.T) {
+	m := newMachine(t)
+	v1 := htopV1(m)
+	m.mustApply(m.install(v1))
+	must(t, m.root.Remove(rel(htopDir+"/data/bin/htop")))
+	must(t, m.root.WriteFile(rel(htopDir+"/data/share/doc/README"), []byte("scribbled"), 0o644))
+	m.calls = nil
+
+	m.mustApply(Change{Kind: Reinstall, Old: m.installed("htop"), New: v1, Open: m.opener(v1)})
+
+	if got := m.read(htopDir + "/data/bin/htop"); got != "htop 3.2" {
+		t.Errorf("bin/htop after reinstall = %q", got)
+	}
+	if got := m.read(htopDir + "/data/share/doc/README"); got != "readme" {
+		t.Errorf("README after reinstall = %q", got)
+	}
+	if diff := cmp.Diff([]string{"htop install.lua"}, m.calls); diff != "" {
+		t.Errorf("hooks run (-want +got):\n%s", diff)
+	}
+	m.verifyClean()
+}
+
+func TestRemove(t *testing.T) {
+	for _, withHook := range []bool{true, false} {
+		t.Run(map[bool]string{true: "remove.lua", false: "no remove.lua"}[withHook], func(t *testing.T) {
+			m := newMachine(t)
+			s := src{name: "tool", version: "1", serial: 1,
+				files:   map[string]string{"bin/tool": "tool", "lib/a/b/c": "deep"},
+				install: "copy bin/tool /usr/bin/tool\n"}
+			if withHook {
+				s.remove = "rm /usr/bin/tool\n"
+			}
+			m.mustApply(m.install(m.build(s)))
+			// A file nobody owns, next to the package's: kept, with its dir.
+			must(t, m.root.WriteFile("opt/packets/tool/data/lib/a/mine", []byte("mine"), 0o644))
+			must(t, m.root.WriteFile("usr/bin/other", []byte("other"), 0o755))
+
+			m.mustApply(m.remove("tool"))
+
+			if _, err := m.db.Package(t.Context(), "tool"); !errors.Is(err, ErrNotInstalled) {
+				t.Errorf("Package after remove: %v", err)
+			}
+			for path, want := range map[string]bool{
+				"/usr/bin/tool": false, "/opt/packets/tool/data/bin": false, "/opt/packets/tool/data/lib/a/b": false,
+				"/opt/packets/tool/data/lib/a/mine": true, "/usr/bin/other": true, "/usr/bin": true,
+			} {
+				if got := m.exists(path); got != want {
+					t.Errorf("%s exists = %v, want %v", path, got, want)
+				}
+			}
+			if n, ok, _ := m.db.Owner(t.Context(), "/usr/bin/tool"); ok {
+				t.Errorf("/usr/bin/tool still owned by %s", n)
+			}
+			must(t, m.root.Remove("opt/packets/tool/data/lib/a/mine"))
+			m.mustApply(m.install(m.build(s)))
+			m.mustApply(m.remove("tool"))
+			if m.exists("/opt/packets/tool") {
+				t.Error("/opt/packets/tool survived the removal of its package")
+			}
+			m.verifyClean()
+			m.noTemps()
+		})
+	}
+}
+
+func TestRenameWithinFamily(t *testing.T) {
+	m := newMachine(t)
+	fam := familyOf("procps")
+	old := m.build(src{name: "procps", version: "3", serial: 3, family: fam,
+		files:   map[string]string{"bin/ps": "ps 3", "etc/ps.conf": "x=1\n"},
+		config:  []string{"etc/ps.conf"},
+		install: "copy bin/ps /usr/bin/ps\n"})
+	m.mustApply(m.install(old))
+	must(t, m.root.WriteFile("opt/packets/procps/data/etc/ps.conf", []byte("x=mine\n"), 0o644))
+	renamed := m.build(src{name: "procps-ng", version: "4", serial: 4, family: fam,
+		files:  map[string]string{"bin/ps": "ps 4", "etc/ps.conf": "x=2\n"},
+		config: []string{"etc/ps.conf"}})
+
+	tx := m.mustApply(m.upgrade("procps", renamed))
+
+	if diff := cmp.Diff([]packages.Name{"procps-ng"}, m.names()); diff != "" {
+		t.Errorf("installed (-want +got):\n%s", diff)
+	}
+	if m.exists("/opt/packets/procps") {
+		t.Error("the old package dir survived the rename")
+	}
+	for path, want := range map[string]string{
+		"/opt/packets/procps-ng/data/bin/ps":                  "ps 4",
+		"/opt/packets/procps-ng/data/etc/ps.conf":             "x=mine\n", // the user's, moved along
+		"/opt/packets/procps-ng/data/etc/ps.conf.packets-new": "x=2\n",
+		"/usr/bin/ps": "ps 3", // made by the old hook, passed to the new name
+	} {
+		if got := m.read(path); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	if n, _, _ := m.db.Owner(t.Context(), "/usr/bin/ps"); n != "procps-ng" {
+		t.Errorf("/usr/bin/ps owned by %q, want procps-ng", n)
+	}
+	want := []KeptConfig{{Package: "procps-ng", Path: "/opt/packets/procps-ng/data/etc/ps.conf",
+		NewPath: "/opt/packets/procps-ng/data/etc/ps.conf.packets-new"}}
+	if diff := cmp.Diff(want, tx.Kept()); diff != "" {
+		t.Errorf("Kept (-want +got):\n%s", diff)
+	}
+	m.verifyClean()
+	m.noTemps()
+}
+
+func TestConfigFiles(t *testing.T) {
+	const conf = htopDir + "/data/etc/htoprc"
+	tests := []struct {
+		name     string
+		user     string // written over the config before the change; "" leaves it
+		change   func(m *machine, fx *crashFixture) Change
+		wantConf string
+		wantNew  string // content of conf.packets-new, "<missing>" for none
+		wantKept []KeptConfig
+	}{
+		{"upgrade unmodified", "", func(m *machine, fx *crashFixture) Change { return m.upgrade("htop", fx.htop2) },
+			"color=2\n", "<missing>", nil},
+		{"upgrade modified", "color=mine\n", func(m *machine, fx *crashFixture) Change { return m.upgrade("htop", fx.htop2) },
+			"color=mine\n", "color=2\n", []KeptConfig{{Package: "htop", Path: conf, NewPath: conf + ".packets-new"}}},
+		{"reinstall modified", "color=mine\n", func(m *machine, fx *crashFixture) Change {
+			return Change{Kind: Reinstall, Old: m.installed("htop"), New: fx.htop1, Open: m.opener(fx.htop1)}
+		}, "color=mine\n", "color=1\n", []KeptConfig{{Package: "htop", Path: conf, NewPath: conf + ".packets-new"}}},
+		{"upgrade drops it, modified", "color=mine\n", func(m *machine, _ *crashFixture) Change {
+			return m.upgrade("htop", m.build(src{name: "htop", version: "4", serial: 5, files: map[string]string{"bin/htop": "4"}}))
+		}, "color=mine\n", "<missing>", []KeptConfig{{Package: "htop", Path: conf}}},
+		{"upgrade drops it, unmodified", "", func(m *machine, _ *crashFixture) Change {
+			return m.upgrade("htop", m.build(src{name: "htop", version: "4", serial: 5, files: map[string]string{"bin/htop": "4"}}))
+		}, "<missing>", "<missing>", nil},
+		{"remove unmodified", "", func(m *machine, _ *crashFixture) Change { return m.remove("htop") }, "<missing>", "<missing>", nil},
+		{"remove modified", "color=mine\n", func(m *machine, _ *crashFixture) Change { return m.remove("htop") },
+			"color=mine\n", "<missing>", []KeptConfig{{Package: "htop", Path: conf}}},
+	}
+	fx := newCrashFixture(newMachine(t))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := newMachine(t)
+			m.cache = maps.Clone(fx.cache)
+			m.mustApply(m.install(fx.htop1))
+			if tt.user != "" {
+				must(t, m.root.WriteFile(rel(conf), []byte(tt.user), 0o644))
+			}
+			tx := m.mustApply(tt.change(m, fx))
+			if got := m.read(conf); got != tt.wantConf {
+				t.Errorf("config = %q, want %q", got, tt.wantConf)
+			}
+			if got := m.read(conf + ".packets-new"); got != tt.wantNew {
+				t.Errorf("config.packets-new = %q, want %q", got, tt.wantNew)
+			}
+			if diff := cmp.Diff(tt.wantKept, tx.Kept()); diff != "" {
+				t.Errorf("Kept (-want +got):\n%s", diff)
+			}
+			m.verifyClean()
+		})
+	}
+}
+
+func TestConflicts(t *testing.T) {
+	t.Run("unowned file", func(t *testing.T) {
+		m := newMachine(t)
+		must(t, m.root.MkdirAll("opt/packets/htop/data/bin", 0o755))
+		must(t, m.root.WriteFile("opt/packets/htop/data/bin/htop", []byte("by hand"), 0o755))
+		before := m.tree()
+		_, err := m.apply(m.install(htopV1(m)))
+		var ce *ConflictError
+		if !errors.As(err, &ce) || ce.Path != htopDir+"/data/bin/htop" || ce.Owner != "" {
+			t.Fatalf("install over a file made by hand: %v, want *ConflictError", err)
+		}
+		m.reopen() // the next command recovers
+		if _, err := m.db.Recover(t.Context(), m.l, m.open, m.run); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(before, m.tree()); diff != "" {
+			t.Errorf("the refused install changed the disk (-before +after):\n%s", diff)
+		}
+	})
+	t.Run("owned by another package", func(t *testing.T) {
+		m := newMachine(t)
+		m.mustApply(m.install(m.build(src{name: "squatter", version: "1", serial: 1, files: map[string]string{"x": "x"}})))
+		// As a hook of an older packets could have left it.
+		must(t, m.root.MkdirAll(rel(htopDir+"/data/bin"), 0o755))
+		must(t, m.root.WriteFile(rel(htopDir+"/data/bin/htop"), []byte("x"), 0o644))
+		fi, err := m.root.Lstat(rel(htopDir + "/data/bin/htop"))
+		must(t, err)
+		f := fileFromInfo("squatter", htopDir+"/data/bin/htop", fi)
+		f.Digest = packages.SumBytes([]byte("x"))
+		must(t, m.db.inTx(t.Context(), func(tx *sql.Tx) error { return putFiles(tx, []File{f}) }))
+		tx, err := m.apply(m.install(htopV1(m)))
+		var ce *ConflictError
+		if !errors.As(err, &ce) || ce.Owner != "squatter" {
+			t.Fatalf("install over another package's path: %v, want *ConflictError naming squatter", err)
+		}
+		must(t, tx.Abort(t.Context()))
+		if got := m.read(htopDir + "/data/bin/htop"); got != "x" {
+			t.Errorf("the squatter's file is now %q", got)
+		}
+		m.noTemps()
+		m.verifyClean()
+	})
+	t.Run("directory in the way of an owned file", func(t *testing.T) {
+		m := newMachine(t)
+		v1 := htopV1(m)
+		m.mustApply(m.install(v1))
+		must(t, m.root.Remove(rel(htopDir+"/data/bin/htop")))
+		must(t, m.root.Mkdir(rel(htopDir+"/data/bin/htop"), 0o755))
+		tx, err := m.apply(Change{Kind: Reinstall, Old: m.installed("htop"), New: v1, Open: m.opener(v1)})
+		var ce *ConflictError
+		if !errors.As(err, &ce) || ce.Path != htopDir+"/data/bin/htop" || ce.Reason == "" {
+			t.Fatalf("reinstall over a directory: %v, want *ConflictError", err)
+		}
+		must(t, tx.Abort(t.Context()))
+		m.noTemps()
+	})
+	t.Run("hook reports a path outside its dirs", func(t *testing.T) {
+		m := newMachine(t)
+		must(t, m.root.MkdirAll("etc", 0o755))
+		must(t, m.root.WriteFile("etc/shadow", []byte("secret"), 0o600))
+		_, err := m.apply(m.install(m.build(src{name: "liar", version: "1", serial: 1,
+			files: map[string]string{"x": "x"}, install: "copy x /etc/shadow\n"})))
+		if err == nil || !strings.Contains(err.Error(), "outside") {
+			t.Fatalf("hook reporting /etc/shadow: %v", err)
+		}
+		if n, ok, _ := m.db.Owner(t.Context(), "/etc/shadow"); ok {
+			t.Errorf("/etc/shadow recorded as owned by %s", n)
+		}
+	})
+	t.Run("hook creates another package's path", func(t *testing.T) {
+		m := newMachine(t)
+		m.mustApply(m.install(htopV1(m)))
+		_, err := m.apply(m.install(m.build(src{name: "thief", version: "1", serial: 1,
+			files: map[string]string{"x": "x"}, install: "copy x /usr/bin/htop\n"})))
+		var oe *OwnedError
+		if !errors.As(err, &oe) || oe.Owner != "htop" || oe.Want != "thief" {
+			t.Fatalf("hook creating a path htop owns: %v, want *OwnedError", err)
+		}
+		if n, _, _ := m.db.Owner(t.Context(), "/usr/bin/htop"); n != "htop" {
+			t.Errorf("/usr/bin/htop now owned by %q", n)
+		}
+	})
+}
+
+func TestAbortAfterPreHooks(t *testing.T) {
+	m := newMachine(t)
+	m.mustApply(m.install(htopV1(m)))
+	before := m.tree()
+	m.calls = nil
+	tx, err := m.db.Begin(t.Context(), m.l, []Change{m.upgrade("htop", htopV2(m))})
+	must(t, err)
+	must(t, tx.Stage(t.Context()))
+	must(t, tx.PreHooks(t.Context(), m.run))
+	if m.exists("/usr/bin/htop") {
+		t.Fatal("remove.lua did not run")
+	}
+	must(t, tx.Abort(t.Context()))
+	if diff := cmp.Diff([]string{"htop remove.lua", "htop install.lua"}, m.calls); diff != "" {
+		t.Errorf("hooks run (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, m.tree()); diff != "" {
+		t.Errorf("abort did not restore the disk (-before +after):\n%s", diff)
+	}
+	if p := m.installed("htop"); p.Version != "3.2.0" {
+		t.Errorf("installed %s after abort", p.Version)
+	}
+	m.verifyClean()
+	// The journal is clear: another transaction may begin.
+	m.mustApply(m.upgrade("htop", htopV2(m)))
+}
+
+func TestBeginRefuses(t *testing.T) {
+	m := newMachine(t)
+	v1 := htopV1(m)
+	m.mustApply(m.install(v1), m.install(m.build(toolSrc)))
+	stale := *m.installed("htop")
+	stale.Digest = packages.SumBytes([]byte("another build"))
+	tests := []struct {
+		name    string
+		changes []Change
+		want    string
+	}{
+		{"install of an installed package", []Change{m.install(v1)}, "install htop: already installed"},
+		{"stale plan", []Change{{Kind: Remove, Old: &stale}}, "is not the one planned"},
+		{"missing old", []Change{{Kind: Upgrade, New: v1, Open: m.opener(v1)}}, "needs old=true new=true"},
+		{"same package twice", []Change{m.remove("htop"), m.upgrade("htop", htopV2(m))}, "appears in two changes"},
+		{"no archive", []Change{{Kind: Install, New: &Package{Name: "x"}}}, "no archive to open"},
+		{"rename onto an installed name", []Change{m.upgrade("tool", m.build(src{name: "htop", version: "9", serial: 9, family: familyOf("tool")}))},
+			"upgrade htop: already installed"},
+		{"another family", []Change{m.upgrade("htop", m.build(src{name: "htop", version: "9", serial: 9, family: familyOf("top")}))},
+			"is of another family"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.db.Begin(t.Context(), m.l, tt.changes)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Begin: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("unfinished transaction", func(t *testing.T) {
+		if _, err := m.db.Begin(t.Context(), m.l, []Change{m.remove("htop")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.db.Begin(t.Context(), m.l, []Change{m.remove("htop")}); err == nil || !strings.Contains(err.Error(), "unfinished") {
+			t.Fatalf("Begin beside an unfinished transaction: %v", err)
+		}
+	})
+}
+
+func TestMoveDataDir(t *testing.T) {
+	m := newMachine(t)
+	m.mustApply(m.install(htopV1(m)))
+	must(t, m.root.WriteFile(rel(htopDir+"/data/etc/htoprc"), []byte("mine\n"), 0o644))
+	v1 := htopV1(m)
+	m.l.DataDir = "/srv/packets"
+	m.mustApply(Change{Kind: Reinstall, Old: m.installed("htop"), New: v1, Open: m.opener(v1)})
+	if m.exists("/opt/packets/htop") {
+		t.Error("the old dir survived the move")
+	}
+	if p := m.installed("htop"); p.DataDir != "/srv/packets/htop" {
+		t.Errorf("data dir %q after the move", p.DataDir)
+	}
+	if got := m.read("/srv/packets/htop/data/etc/htoprc"); got != "mine\n" {
+		t.Errorf("moved config = %q, want the user's", got)
+	}
+	m.verifyClean()
+}

@@ -1,0 +1,171 @@
+package installed
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/packets-dev/packets/packages"
+)
+
+// HookError is a hook that failed, or whose created paths could not all be
+// recorded. Its message starts with the build's ref ("htop@3.3.0
+// install.lua: ...").
+type HookError struct {
+	Ref    packages.Ref
+	Script string // "install.lua" or "remove.lua"
+	Err    error
+}
+
+func (e *HookError) Error() string { return fmt.Sprintf("%s %s: %v", e.Ref, e.Script, e.Err) }
+
+func (e *HookError) Unwrap() error { return e.Err }
+
+// PreHooks runs the old build's remove.lua of every Remove and Upgrade, in
+// order. Each change is journaled 'unhooked' before its hook runs, so that
+// a crash inside the hook still re-runs the old install.lua on rollback
+// (hooks must be idempotent). On an error, call Abort.
+func (tx *Tx) PreHooks(ctx context.Context, run HookFunc) error {
+	if err := tx.expect(statePending); err != nil {
+		return fmt.Errorf("pre hooks: %w", err)
+	}
+	tx.run = run
+	var hooked []*change
+	for _, c := range tx.changes {
+		if (c.Kind == Remove || c.Kind == Upgrade) && c.Old.RemoveHook != "" {
+			hooked = append(hooked, c)
+		}
+	}
+	if len(hooked) > 0 {
+		if err := tx.db.setState(ctx, hooked, stateUnhooked); err != nil {
+			return fmt.Errorf("pre hooks: %w", err)
+		}
+	}
+	for _, c := range hooked {
+		hookErr, err := tx.db.runHook(ctx, &tx.l, run, c.Old, packages.RemoveHook)
+		if err := errors.Join(err, hookErr); err != nil {
+			return err
+		}
+	}
+	return tx.db.crash("prehooks")
+}
+
+// PostHooks runs the new build's install.lua of every Install, Upgrade and
+// Reinstall, in order, and records every path each one created as owned
+// by its package. A failing hook does not stop the others (the files are
+// in place either way); the *HookErrors are joined. A created path another
+// package owns is refused (*OwnedError) and not recorded. Call Done after
+// it even when it returns hook errors (otherwise the next Recover runs the
+// hooks again).
+func (tx *Tx) PostHooks(ctx context.Context, run HookFunc) error {
+	if err := tx.expect(stateCommitted); err != nil {
+		return fmt.Errorf("post hooks: %w", err)
+	}
+	hookErr, err := tx.db.postHooks(ctx, &tx.l, tx.changes, run)
+	return errors.Join(err, hookErr)
+}
+
+// postHooks returns the hooks' errors apart from err, which stops the
+// engine.
+func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, run HookFunc) (hookErr, err error) {
+	var errs []error
+	for _, c := range cs {
+		if c.New == nil || c.New.InstallHook == "" {
+			continue
+		}
+		hookErr, err := db.runHook(ctx, l, run, c.New, packages.InstallHook)
+		if err != nil {
+			return errors.Join(errs...), err
+		}
+		errs = append(errs, hookErr)
+	}
+	return errors.Join(errs...), db.crash("posthooks")
+}
+
+// runHook runs one script of pkg and records, in one SQL transaction, the
+// paths it created, also when it failed halfway: they exist and removal
+// must find them. Everything that goes wrong with the hook is hookErr; err
+// is only the test hook stopping the engine.
+func (db *DB) runHook(ctx context.Context, l *Layout, run HookFunc, pkg *Package, script string) (hookErr, err error) {
+	if run == nil {
+		return &HookError{Ref: pkg.Ref(), Script: script, Err: errors.New("no hook runner")}, nil
+	}
+	src := pkg.InstallHook
+	if script == packages.RemoveHook {
+		src = pkg.RemoveHook
+	}
+	created, runErr := run(ctx, pkg, script, []byte(src))
+	if err := db.crash("ran " + script); err != nil {
+		return nil, err
+	}
+	rows, rowsErr := db.hookRows(ctx, l, pkg, created)
+	var putErr error
+	if len(rows) > 0 {
+		putErr = db.inTx(ctx, func(stx *sql.Tx) error {
+			if err := putFiles(stx, rows); err != nil {
+				return err
+			}
+			return bumpGeneration(stx)
+		})
+	}
+	if err := errors.Join(runErr, rowsErr, putErr); err != nil {
+		return &HookError{Ref: pkg.Ref(), Script: script, Err: err}, nil
+	}
+	return nil, nil
+}
+
+// Done ends the transaction: its journal rows are deleted.
+func (tx *Tx) Done(ctx context.Context) error {
+	if err := tx.expect(stateCommitted); err != nil {
+		return fmt.Errorf("done: %w", err)
+	}
+	if err := tx.db.inTx(ctx, func(stx *sql.Tx) error { return deleteJournal(ctx, stx, tx.id) }); err != nil {
+		return fmt.Errorf("done: %w", err)
+	}
+	return nil
+}
+
+// Abort undoes a transaction that has not passed the decision point: it
+// deletes the temps and the directories the extraction created, re-runs
+// the old install.lua of every change whose remove.lua ran (with the
+// runner given to PreHooks), and clears the journal.
+func (tx *Tx) Abort(ctx context.Context) error {
+	if err := tx.expect(statePending, stateUnhooked); err != nil {
+		return fmt.Errorf("abort: past the decision point, recover instead: %w", err)
+	}
+	hookErr, err := tx.db.rollback(ctx, &tx.l, tx.id, tx.changes, tx.run)
+	if err := errors.Join(err, hookErr); err != nil {
+		return fmt.Errorf("abort: %w", err)
+	}
+	return nil
+}
+
+// rollback returns every change of a transaction that had not reached the
+// decision point to its old state and clears the journal. Hook errors do
+// not stop it (the files are old again either way); they are hookErr.
+func (db *DB) rollback(ctx context.Context, l *Layout, txID string, cs []*change, run HookFunc) (hookErr, err error) {
+	for _, c := range cs {
+		if c.New == nil {
+			continue
+		}
+		if err := sweepTemps(l.Root, c.New.DataDir, c.row.p.Tags); err != nil {
+			return nil, err
+		}
+		if err := db.pruneDirs(ctx, l.Root, c.New.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	for _, c := range cs {
+		if c.row.state == stateUnhooked && c.Old.InstallHook != "" {
+			hookErr, err := db.runHook(ctx, l, run, c.Old, packages.InstallHook)
+			if err != nil {
+				return nil, err
+			}
+			errs = append(errs, hookErr)
+		}
+	}
+	err = db.inTx(ctx, func(stx *sql.Tx) error { return deleteJournal(ctx, stx, txID) })
+	return errors.Join(errs...), err
+}

@@ -1,0 +1,231 @@
+package installed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/packets-dev/packets/packages"
+)
+
+// ConflictError says that a package would overwrite a path it does not own:
+// one another package owns, or one that exists but nobody owns (made by
+// hand). It is raised before the decision point, so nothing has changed.
+type ConflictError struct {
+	Package packages.Name // the package being installed
+	Path    string        // machine path
+	Owner   packages.Name // "" when the path is unowned
+	Reason  string        // set for other conflicts, e.g. a dir that becomes a file
+}
+
+func (e *ConflictError) Error() string {
+	switch {
+	case e.Reason != "":
+		return fmt.Sprintf("%s: %s: %s", e.Package, e.Path, e.Reason)
+	case e.Owner != "":
+		return fmt.Sprintf("%s: %s is owned by %s", e.Package, e.Path, e.Owner)
+	}
+	return fmt.Sprintf("%s: %s exists and no package owns it; move it away first", e.Package, e.Path)
+}
+
+// Stage extracts every new build into temporaries beside their final
+// paths and makes them all durable with one syncfs. It refuses a path the
+// package does not own (*ConflictError); what it staged stays until Abort
+// (or Recover) sweeps it.
+func (tx *Tx) Stage(ctx context.Context) error {
+	if err := tx.db.stageAll(ctx, &tx.l, tx.changes, true); err != nil {
+		return err
+	}
+	return tx.db.crash("staged")
+}
+
+// stageAll extracts the new builds of cs, GOMAXPROCS at a time (extraction
+// is CPU-bound: zstd and SHA-256; every package has its own dir), then
+// flushes them all with one syncfs (DESIGN §8), not one per file.
+func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool) error {
+	var todo []*change
+	for _, c := range cs {
+		if c.New != nil {
+			todo = append(todo, c)
+		}
+	}
+	// The data dir exists before the workers start, so that no two
+	// extractions race to create it.
+	if err := l.Root.MkdirAll(rel(l.DataDir), 0o755); err != nil {
+		return fmt.Errorf("stage: %w", err)
+	}
+	var (
+		errs   = make([]error, len(todo))
+		failed atomic.Bool
+		mu     sync.Mutex // serialises the test crash hook
+		wg     sync.WaitGroup
+		next   = make(chan int)
+	)
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Go(func() {
+			for i := range next {
+				err := db.stage(ctx, l, todo[i], check)
+				if err != nil {
+					err = fmt.Errorf("stage %s: %w", todo[i].New.Ref(), err)
+				} else {
+					mu.Lock()
+					err = db.crash("stage-one")
+					mu.Unlock()
+				}
+				if err != nil {
+					errs[i] = err
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	for i := range todo {
+		if failed.Load() || ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return err
+	}
+	if err := packages.SyncFS(l.Root); err != nil {
+		return fmt.Errorf("stage: %w", err)
+	}
+	return nil
+}
+
+// stage extracts c's archive to temps tagged with c's current tag, reading
+// it once: Extract validates every entry as it goes and returns what
+// Inspect would. check is false when rolling forward, where the finals are
+// already half new.
+func (db *DB) stage(ctx context.Context, l *Layout, c *change, check bool) error {
+	rc, err := c.Open()
+	if err != nil {
+		return err
+	}
+	staged, err := packages.Extract(rc, l.Root, packages.ExtractOptions{
+		Limits: l.limits(),
+		Dest:   rel(path.Join(c.New.DataDir, packages.DataDir)),
+		Tag:    c.row.tag,
+	})
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	err = fillNew(c.New, staged.Contents)
+	if err == nil && check {
+		err = db.conflicts(ctx, l, c, staged)
+	}
+	if err != nil {
+		return errors.Join(err, staged.Discard(l.Root))
+	}
+	c.contents, c.staged = staged.Contents, staged
+	return nil
+}
+
+// fillNew checks that the archive is the build the change names and
+// completes the receipt from it.
+func fillNew(n *Package, contents *packages.Contents) error {
+	m := contents.Manifest
+	if m.Name != n.Name || m.Version != n.Version || m.Family != n.Family || m.Serial != n.Serial {
+		return fmt.Errorf("the archive holds %s (family %s serial %d), not %s (family %s serial %d)",
+			m.Ref(), m.Family, m.Serial, n.Ref(), n.Family, n.Serial)
+	}
+	n.Description, n.Dependencies = m.Description, m.Dependencies
+	n.InstallHook, n.RemoveHook = string(contents.InstallHook), string(contents.RemoveHook)
+	n.InstalledSize = contents.InstalledSize
+	return nil
+}
+
+// finals returns the machine paths a build installs: its dir, its data
+// dir and every entry, with whether each is a directory.
+func finals(n *Package, contents *packages.Contents) map[string]bool {
+	m := make(map[string]bool, len(contents.Entries)+2)
+	m[n.DataDir] = true
+	m[path.Join(n.DataDir, packages.DataDir)] = true
+	for _, e := range contents.Entries {
+		m[path.Join(n.DataDir, e.Path)] = e.Type == packages.TypeDir
+	}
+	return m
+}
+
+// conflicts refuses a final path that is owned by a package other than
+// the one being replaced, or that exists unowned (a directory may be
+// shared), or whose type would change between a directory and a file, or
+// where a directory now stands in the way of a file: the renames after
+// the decision point must not fail. It runs after extraction, which wrote
+// only temps and directories; a path in a directory the extraction
+// created cannot have been there before.
+func (db *DB) conflicts(ctx context.Context, l *Layout, c *change, staged *packages.Staged) error {
+	owned, err := ownedUnder(ctx, db.sql, c.New.DataDir)
+	if err != nil {
+		return err
+	}
+	created := make(map[string]bool, len(staged.NewDirs))
+	for _, d := range staged.NewDirs {
+		created["/"+d] = true
+	}
+	dc := dirCache{root: l.Root}
+	defer dc.close()
+	all := finals(c.New, staged.Contents)
+	for _, p := range slices.Sorted(maps.Keys(all)) {
+		isDir := all[p]
+		o, ok := owned[p]
+		switch {
+		case ok && o.pkg != c.oldName():
+			return &ConflictError{Package: c.New.Name, Path: p, Owner: o.pkg}
+		case ok && (o.typ == TypeDir) != isDir:
+			return &ConflictError{Package: c.New.Name, Path: p, Reason: "changes between a directory and a file; remove the package first"}
+		case isDir, created[path.Dir(p)]:
+			continue // merged into, or new
+		}
+		fi, err := dc.lstat(rel(p))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case !ok:
+			return &ConflictError{Package: c.New.Name, Path: p}
+		case fi.IsDir():
+			return &ConflictError{Package: c.New.Name, Path: p, Reason: "a directory stands where the package has a file"}
+		}
+	}
+	return nil
+}
+
+type ownedPath struct {
+	pkg packages.Name
+	typ FileType
+}
+
+// ownedUnder returns the owned paths at or below dir, with one range scan
+// of the primary key.
+func ownedUnder(ctx context.Context, q querier, dir string) (map[string]ownedPath, error) {
+	rows, err := q.QueryContext(ctx, `SELECT path, package, type FROM files
+		WHERE path = ? OR (path >= ? AND path < ?)`, dir, dir+"/", dir+"0") // '0' follows '/'
+	if err != nil {
+		return nil, fmt.Errorf("owners under %s: %w", dir, err)
+	}
+	defer rows.Close()
+	m := map[string]ownedPath{}
+	for rows.Next() {
+		var (
+			p string
+			o ownedPath
+		)
+		if err := rows.Scan(&p, &o.pkg, &o.typ); err != nil {
+			return nil, err
+		}
+		m[p] = o
+	}
+	return m, rows.Err()
+}
