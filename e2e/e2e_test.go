@@ -1,10 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"flag"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,9 +36,12 @@ func TestScripts(t *testing.T) {
 			env.Setenv("ROOT", filepath.Join(env.WorkDir, "root"))
 			env.Setenv("NO_COLOR", "1")
 			env.Values[mirrorKeyType{}] = &mirrorSlot{}
+			env.Values[ctxKey{}] = t.Context()
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"publish":       cmdPublish,
+			"exitcode":      cmdExitcode,
 			"mirror":        cmdMirror,
 			"mirror-fail":   cmdMirrorFail,
 			"mirror-count":  cmdMirrorCount,
@@ -81,6 +84,13 @@ func (m *mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.ServeFile(w, r, filepath.Join(m.dir, filepath.FromSlash(p)))
+}
+
+// ctxKey finds the test's context among a script's values.
+type ctxKey struct{}
+
+func scriptContext(ts *testscript.TestScript) context.Context {
+	return ts.Value(ctxKey{}).(context.Context)
 }
 
 // mirrorKey finds a script's mirrorSlot among its testscript values.

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -104,6 +105,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes)
+	var memory uint64 // the limit in force; a session sends the same every time
 	for sc.Scan() {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -113,8 +115,11 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 			return fmt.Errorf("read hook request: %w", err)
 		}
 		lim := req.Limits.withDefaults()
-		if err := limitMemory(base, lim.MemoryBytes); err != nil {
-			return err
+		if lim.MemoryBytes != memory {
+			if err := limitMemory(base, lim.MemoryBytes); err != nil {
+				return err
+			}
+			memory = lim.MemoryBytes
 		}
 		res, err := runWatched(ctx, req.Hook, lim)
 		if err := enc.Encode(response{Result: res, Error: toWire(err)}); err != nil {
@@ -143,47 +148,62 @@ func limitMemory(base, limit uint64) error {
 	return nil
 }
 
-// runWatched runs one hook while a watchdog samples the heap and cancels the
-// hook (with ErrMemoryLimit as the cause) once it passes the limit.
+// runWatched runs one hook while a watchdog samples the heap every
+// memoryPoll and cancels the hook (with ErrMemoryLimit as the cause) once it
+// passes the limit. The watchdog is a timer, not a goroutine: a hook that
+// ends within the first period, as most do, never starts one.
 func runWatched(ctx context.Context, h Hook, lim Limits) (Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		watchMemory(ctx, cancel, lim.MemoryBytes)
-	}()
+	defer cancel(nil)
+	w := &memoryWatch{cancel: cancel, limit: lim.MemoryBytes}
+	w.mu.Lock()
+	w.timer = time.AfterFunc(memoryPoll, w.check)
+	w.mu.Unlock()
 	res, err := Run(ctx, h, lim)
-	cancel(nil)
-	<-done
+	w.stop()
 	return res, err
 }
 
-func watchMemory(ctx context.Context, cancel context.CancelCauseFunc, limit uint64) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	heap := func() uint64 {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return sample[0].Value.Uint64()
-	}
-	tick := time.NewTicker(memoryPoll)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if heap() <= limit {
-			continue
-		}
-		// The sample counts garbage not yet swept (this hook's or an earlier
-		// one's): collect before blaming the hook.
+// memoryWatch is the watchdog of one hook.
+type memoryWatch struct {
+	cancel context.CancelCauseFunc
+	limit  uint64
+
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+}
+
+func (w *memoryWatch) check() {
+	if heapBytes() > w.limit {
+		// The sample counts garbage not yet swept (this hook's or an
+		// earlier one's): collect before blaming the hook.
 		runtime.GC()
-		if heap() > limit {
-			cancel(&limitError{ErrMemoryLimit, fmt.Sprintf("%d MiB", limit>>20)})
+		if heapBytes() > w.limit {
+			w.cancel(&limitError{ErrMemoryLimit, fmt.Sprintf("%d MiB", w.limit>>20)})
 			return
 		}
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.timer.Reset(memoryPoll)
+	}
+}
+
+func (w *memoryWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	w.timer.Stop()
+}
+
+// heapBytes is the size of the heap's objects, live or not yet swept.
+func heapBytes() uint64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
 }

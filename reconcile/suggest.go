@@ -23,12 +23,13 @@ func editDistance(a, b string, limit int) int {
 	if diff := len(a) - len(b); diff >= limit || -diff >= limit {
 		return limit
 	}
-	rows := [3][]int{make([]int, len(b)+1), make([]int, len(b)+1), make([]int, len(b)+1)}
-	for j := range rows[1] {
-		rows[1][j] = j
+	prev2 := make([]int, len(b)+1) // row i-2, for transpositions
+	prev := make([]int, len(b)+1)  // row i-1
+	cur := make([]int, len(b)+1)   // row i
+	for j := range prev {
+		prev[j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		prev2, prev, cur := rows[(i+1)%3], rows[i%3], rows[(i+2)%3]
 		cur[0] = i
 		rowMin := i
 		for j := 1; j <= len(b); j++ {
@@ -45,6 +46,7 @@ func editDistance(a, b string, limit int) int {
 		if rowMin >= limit {
 			return limit
 		}
+		prev2, prev, cur = prev, cur, prev2
 	}
-	return min(rows[(len(a)+2)%3][len(b)], limit)
+	return min(prev[len(b)], limit)
 }

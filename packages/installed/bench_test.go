@@ -5,7 +5,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/packets-dev/packets/packages"
@@ -80,8 +82,8 @@ func BenchmarkApply(b *testing.B) {
 }
 
 // BenchmarkExtractOnly is the floor BenchmarkApply is compared with: the
-// same archives extracted and published with no syncfs, no journal and no
-// database.
+// same archives extracted and published, as many at a time, with no
+// syncfs, no journal and no database.
 func BenchmarkExtractOnly(b *testing.B) {
 	for name, dir := range benchDirs(b) {
 		b.Run(name, func(b *testing.B) {
@@ -90,27 +92,44 @@ func BenchmarkExtractOnly(b *testing.B) {
 			n := 0
 			for b.Loop() {
 				n++
-				for _, p := range pkgs {
-					rc, err := m.open(p.Digest)
-					if err != nil {
-						b.Fatal(err)
-					}
-					st, err := packages.Extract(rc, m.root, packages.ExtractOptions{
-						Dest: path.Join("plain", fmt.Sprint(n), string(p.Name)), Tag: "bench"})
-					rc.Close()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := st.Publish(m.root, nil); err != nil {
-						b.Fatal(err)
-					}
+				must(b, m.root.MkdirAll(path.Join("plain", fmt.Sprint(n)), 0o755))
+				// GOMAXPROCS at a time, as Stage does.
+				next := make(chan *Package)
+				var wg sync.WaitGroup
+				for range runtime.GOMAXPROCS(0) {
+					wg.Go(func() {
+						for p := range next {
+							extractPlain(b, m, p, path.Join("plain", fmt.Sprint(n), string(p.Name)))
+						}
+					})
 				}
+				for _, p := range pkgs {
+					next <- p
+				}
+				close(next)
+				wg.Wait()
 				b.StopTimer()
 				must(b, m.root.RemoveAll("plain"))
 				b.StartTimer()
 			}
 			reportFiles(b)
 		})
+	}
+}
+
+func extractPlain(b *testing.B, m *machine, p *Package, dest string) {
+	rc, err := m.open(p.Digest)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer rc.Close()
+	st, err := packages.Extract(rc, m.root, packages.ExtractOptions{Dest: dest, Tag: "bench"})
+	if err == nil {
+		err = st.Publish(m.root, nil)
+	}
+	if err != nil {
+		b.Error(err)
 	}
 }
 

@@ -12,25 +12,41 @@ import (
 	"github.com/packets-dev/packets/reconcile"
 )
 
-// actionPrinter reports actions as they finish, one line each.
+// actionPrinter reports actions as they finish, one line each, with
+// where the archive came from.
 type actionPrinter struct {
-	w     io.Writer
-	quiet bool // --json: the document says it all
+	w       io.Writer
+	quiet   bool // --json: the document says it all
+	sources map[packages.Digest]string
 }
 
 func (a *App) applyObserver(asJSON bool) reconcile.Observer {
 	return &actionPrinter{w: a.stdout, quiet: asJSON}
 }
 
-func (p *actionPrinter) Fetched(sources map[packages.Digest]string) {}
-func (p *actionPrinter) ActionStarted(reconcile.Action)            {}
+var pastTense = map[reconcile.Kind]string{
+	reconcile.Install: "installed", reconcile.Upgrade: "upgraded", reconcile.Downgrade: "downgraded",
+	reconcile.Reinstall: "reinstalled", reconcile.Remove: "removed",
+}
+
+func (p *actionPrinter) Fetched(sources map[packages.Digest]string) { p.sources = sources }
+func (p *actionPrinter) ActionStarted(reconcile.Action)             {}
 func (p *actionPrinter) ActionDone(a reconcile.Action, err error) {
 	if p.quiet {
 		return
 	}
 	if err != nil {
 		fmt.Fprintf(p.w, "  %s %s: failed: %v\n", a.Kind.Symbol(), a.Name, err)
+		return
 	}
+	line := fmt.Sprintf("  %s %s", pastTense[a.Kind], a.Name)
+	if a.To != nil {
+		line += " " + string(a.To.Version)
+		if src := p.sources[a.To.Digest]; src != "" {
+			line += " (from " + src + ")"
+		}
+	}
+	fmt.Fprintln(p.w, line)
 }
 
 // fetchObserver draws a progress bar per download on a terminal, and
@@ -96,7 +112,7 @@ func (a *App) renderApplyResult(p *reconcile.Plan, res *reconcile.Result, err er
 	if err != nil && failed == 0 {
 		return // the error says it; nothing was changed
 	}
-	fmt.Fprintf(a.stdout, "\nApply complete: %d action(s) done", len(p.Actions)-failed)
+	fmt.Fprintf(a.stdout, "Apply complete: %d action(s) done", len(p.Actions)-failed)
 	if failed > 0 {
 		fmt.Fprintf(a.stdout, ", %d failed", failed)
 	}
