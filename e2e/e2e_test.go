@@ -42,6 +42,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"publish":       cmdPublish,
 			"exitcode":      cmdExitcode,
+			"await":         cmdAwait,
 			"mirror":        cmdMirror,
 			"mirror-fail":   cmdMirrorFail,
 			"mirror-count":  cmdMirrorCount,

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -14,13 +16,31 @@ func cmdInstalled(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: installed NAME VERSION (use not-installed for the negation)")
 	}
-	p := lookup(ts, args[0])
-	if p == nil {
-		ts.Fatalf("%s is not installed", args[0])
+	ts.Check(isInstalled(ts, args[0], args[1]))
+}
+
+func isInstalled(ts *testscript.TestScript, name, version string) error {
+	p, err := lookup(ts, name)
+	switch {
+	case err != nil:
+		return err
+	case p == nil:
+		return fmt.Errorf("%s is not installed", name)
+	case string(p.Version) != version:
+		return fmt.Errorf("%s is installed at %s, want %s", name, p.Version, version)
 	}
-	if string(p.Version) != args[1] {
-		ts.Fatalf("%s is installed at %s, want %s", args[0], p.Version, args[1])
+	return nil
+}
+
+func isNotInstalled(ts *testscript.TestScript, name string) error {
+	p, err := lookup(ts, name)
+	if err != nil {
+		return err
 	}
+	if p != nil {
+		return fmt.Errorf("%s is installed at %s", name, p.Version)
+	}
+	return nil
 }
 
 // not-installed NAME: installed.db under $ROOT does not record NAME.
@@ -28,16 +48,24 @@ func cmdNotInstalled(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: not-installed NAME")
 	}
-	if p := lookup(ts, args[0]); p != nil {
-		ts.Fatalf("%s is installed at %s", args[0], p.Version)
-	}
+	ts.Check(isNotInstalled(ts, args[0]))
 }
 
-func lookup(ts *testscript.TestScript, name string) *installed.Package {
-	db, err := installed.Open(scriptContext(ts), filepath.Join(ts.Getenv("ROOT"), "var/lib/packets/installed.db"), installed.Options{})
-	ts.Check(err)
+// lookup reads NAME's receipt from installed.db under $ROOT (nil when not
+// installed). It reads, never creates: a missing database is "nothing".
+func lookup(ts *testscript.TestScript, name string) (*installed.Package, error) {
+	path := filepath.Join(ts.Getenv("ROOT"), "var/lib/packets/installed.db")
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	db, err := installed.Open(scriptContext(ts), path, installed.Options{})
+	if err != nil {
+		return nil, err
+	}
 	defer db.Close()
 	snap, err := db.Snapshot(scriptContext(ts))
-	ts.Check(err)
-	return snap.Packages[packages.Name(name)]
+	if err != nil {
+		return nil, err
+	}
+	return snap.Packages[packages.Name(name)], nil
 }

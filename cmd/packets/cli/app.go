@@ -81,7 +81,7 @@ func isTerminal(v any) bool {
 // addCommands registers every command but version (root.go).
 func (a *App) addCommands(root *cobra.Command) {
 	root.AddCommand(
-		newPlanCmd(a), newApplyCmd(a), newInstallCmd(a), newRemoveCmd(a), newUpgradeCmd(a), newWhyCmd(a),
+		newPlanCmd(a), newApplyCmd(a), newWatchCmd(a), newInstallCmd(a), newRemoveCmd(a), newUpgradeCmd(a), newWhyCmd(a),
 		newSyncCmd(a), newSearchCmd(a), newInfoCmd(a),
 		newListCmd(a), newFilesCmd(a), newOwnsCmd(a), newVerifyCmd(a), newCacheCmd(a),
 		newBuildCmd(a), newKeyCmd(a), newRepoCmd(a),

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/packets-dev/packets/desired"
 	"github.com/packets-dev/packets/packages"
 	"github.com/packets-dev/packets/reconcile"
 )
@@ -16,6 +17,11 @@ type applyRequest struct {
 	planOptions
 	offline bool
 	compute reconcile.Options
+	// watch mode: no prompts, and an empty state is refused unless
+	// allowEmptyState, whatever allowRemovals says.
+	watch           bool
+	allowEmptyState bool
+	runID           int // the watch run, for --json action events
 }
 
 func (r *applyRequest) register(cmd *cobra.Command) {
@@ -25,6 +31,8 @@ func (r *applyRequest) register(cmd *cobra.Command) {
 
 func newApplyCmd(app *App) *cobra.Command {
 	var req applyRequest
+	var watch bool
+	var wopts watchOptions
 	cmd := &cobra.Command{
 		Use:   "apply",
 		Short: "Make the machine match the state: plan, confirm, then change it",
@@ -33,10 +41,16 @@ terminal (pipelines must pass --yes), fetch and verify every archive, and
 only then change the machine, in one transaction.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if watch {
+				return app.runWatch(cmd.Context(), req, wopts)
+			}
 			return app.runApply(cmd.Context(), req, nil, false)
 		},
 	}
 	req.register(cmd)
+	wopts.register(cmd)
+	cmd.Flags().BoolVar(&watch, "watch", false, "keep applying whenever the state changes (packets watch)")
+	cmd.Flags().BoolVar(&req.allowEmptyState, "allow-empty-state", false, "with --watch: allow a saved state that declares no package")
 	return cmd
 }
 
@@ -71,6 +85,11 @@ func (m *machine) apply(ctx context.Context, req applyRequest) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return m.applyState(ctx, want, req)
+}
+
+// applyState is apply with the state already read.
+func (m *machine) applyState(ctx context.Context, want desired.State, req applyRequest) (bool, error) {
 	have, err := m.have(ctx)
 	if err != nil {
 		return false, err
@@ -86,24 +105,34 @@ func (m *machine) apply(ctx context.Context, req applyRequest) (bool, error) {
 	if err := reconcile.CheckRemovals(p, m.guardOptions(req.allowRemovals)); err != nil {
 		return false, err
 	}
+	if req.watch && !req.allowEmptyState && p.Declared == 0 && p.Count(reconcile.Remove) > 0 {
+		// Stricter in watch mode: nobody is there to notice a file saved
+		// empty by accident, so only an explicit flag allows it.
+		return false, &reconcile.RemovalGuardError{Removals: p.Count(reconcile.Remove), Managed: p.Managed, EmptyState: true}
+	}
 	if !req.json {
 		p.Render(m.app.stdout, m.app.colorOut())
 	}
 	if !p.Changes() {
-		if req.json {
+		if req.json && !req.watch {
 			return false, writeJSON(m.app.stdout, applyJSON(p, nil, nil))
 		}
 		return false, nil
 	}
-	if err := m.app.confirm("Apply these changes?"); err != nil {
-		return false, err
+	if !req.watch {
+		if err := m.app.confirm("Apply these changes?"); err != nil {
+			return false, err
+		}
 	}
-	obs := m.app.applyObserver(req.json)
+	obs := m.app.applyObserver(req.json && !req.watch)
+	if req.watch && req.json {
+		obs = &actionEvents{w: m.app.stdout, run: req.runID}
+	}
 	res, err := reconcile.Apply(ctx, p, reconcile.Env{
 		DB: m.db, Layout: m.installedLayout(), Fetcher: m.fetcher(req.offline), Hooks: m.hookRunner(),
 		Observer: obs, Logger: m.app.logger, User: reconcile.CurrentUser(),
 	})
-	if req.json {
+	if req.json && !req.watch {
 		if jerr := writeJSON(m.app.stdout, applyJSON(p, res, err)); jerr != nil {
 			return true, jerr
 		}

@@ -28,6 +28,23 @@ type machine struct {
 	root   *os.Root
 	lock   *lockFile
 	hooks  *hookRunner // started on the first hook
+
+	closers []io.Closer // what openMachine opened, closed last first by close
+}
+
+// close releases what the machine holds: the hook child, the database, the
+// lock. A command's machine is closed with the app; watch closes each run's.
+func (m *machine) close() {
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		m.closers[i].Close()
+	}
+	m.closers = nil
+}
+
+// Close implements io.Closer, so the app can close a command's machine.
+func (m *machine) Close() error {
+	m.close()
+	return nil
 }
 
 // machineOptions says how a command uses the machine.
@@ -48,6 +65,7 @@ func (a *App) openMachine(ctx context.Context, opt machineOptions) (*machine, er
 		return nil, err
 	}
 	m := &machine{app: a, layout: l}
+	a.closers = append(a.closers, m)
 	if opt.write {
 		if err := os.MkdirAll(l.Root, 0o755); err != nil {
 			return nil, err
@@ -63,7 +81,7 @@ func (a *App) openMachine(ctx context.Context, opt machineOptions) (*machine, er
 			return nil, err
 		}
 		m.lock = lk
-		a.closers = append(a.closers, lk)
+		m.closers = append(m.closers, lk)
 	} else if _, err := os.Stat(l.InstalledDB()); errors.Is(err, fs.ErrNotExist) {
 		// Reading commands never create a database under a root that has none.
 		if opt.allowMissing {
@@ -76,13 +94,13 @@ func (a *App) openMachine(ctx context.Context, opt machineOptions) (*machine, er
 		return nil, err
 	}
 	m.db = db
-	a.closers = append(a.closers, db)
+	m.closers = append(m.closers, db)
 	root, err := os.OpenRoot(l.Root)
 	if err != nil {
 		return nil, err
 	}
 	m.root = root
-	a.closers = append(a.closers, root)
+	m.closers = append(m.closers, root)
 	if opt.write {
 		if err := m.recover(ctx); err != nil {
 			return nil, err

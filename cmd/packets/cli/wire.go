@@ -117,7 +117,7 @@ type hookRunner struct {
 func (m *machine) hookRunner() *hookRunner {
 	if m.hooks == nil {
 		m.hooks = &hookRunner{m: m}
-		m.app.closers = append(m.app.closers, m.hooks)
+		m.closers = append(m.closers, m.hooks)
 	}
 	return m.hooks
 }
