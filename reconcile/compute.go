@@ -110,17 +110,16 @@ func (r *resolver) resolve() error {
 	if len(r.errs) > 0 {
 		return errors.Join(r.errs...)
 	}
-	prev := ""
 	for range maxRounds {
-		r.closure()
+		stable := r.closure()
 		if len(r.errs) > 0 {
+			// Families are chosen in map order; report in a stable one.
+			slices.SortFunc(r.errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 			return errors.Join(r.errs...)
 		}
-		sig := r.signature()
-		if sig == prev {
+		if stable {
 			return nil
 		}
-		prev = sig
 	}
 	return fmt.Errorf("dependency resolution did not settle after %d rounds: constraints contradict each other", maxRounds)
 }
@@ -187,8 +186,9 @@ func (r *resolver) notFound(name packages.Name, repo string) string {
 
 // closure walks from the declared roots through the chosen builds'
 // dependencies, collecting every constraint, then chooses a build for every
-// family reached.
-func (r *resolver) closure() {
+// family reached. It reports whether every final choice is the build whose
+// dependencies the walk followed: then the round was a fixpoint.
+func (r *resolver) closure() (stable bool) {
 	prevPick := r.nodes
 	r.nodes = make(map[packages.Family]*node)
 	queue := make([]*node, 0, len(r.roots))
@@ -215,9 +215,15 @@ func (r *resolver) closure() {
 			}
 		}
 	}
-	for _, fam := range slices.Sorted(maps.Keys(r.nodes)) {
-		r.choose(r.nodes[fam])
+	stable = true
+	for _, n := range r.nodes {
+		walked, walkedKept := n.pick, n.kept
+		r.choose(n)
+		if n.pick != walked || n.kept != walkedKept {
+			stable = false
+		}
 	}
+	return stable
 }
 
 // depsOf returns the dependencies of the build n stands for: last round's
@@ -373,19 +379,4 @@ func chain(parent *node, name packages.Name) string {
 	}
 	slices.Reverse(parts)
 	return strings.Join(parts, " -> ")
-}
-
-// signature summarises the choice of every family, to detect the fixpoint.
-func (r *resolver) signature() string {
-	var b strings.Builder
-	for _, fam := range slices.Sorted(maps.Keys(r.nodes)) {
-		n := r.nodes[fam]
-		fmt.Fprintf(&b, "%s=", fam)
-		if n.pick != nil {
-			fmt.Fprintf(&b, "%d:%s;", n.pick.Serial, n.pick.Digest)
-		} else {
-			b.WriteString("kept;")
-		}
-	}
-	return b.String()
 }
