@@ -94,20 +94,28 @@ func (db *DB) setState(ctx context.Context, cs []*change, s state) error {
 }
 
 // finish runs steps 3 to 6 of Commit from the recorded decisions; a roll
-// forward runs it again after re-extracting.
+// forward runs it again after re-extracting. Each package's renames,
+// deletions and lstats touch only its own paths, so packages proceed side
+// by side; the flush and the SQL transaction are one for the batch.
 func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
-	if err := db.publish(l, cs); err != nil {
-		return err
-	}
-	for _, c := range cs {
-		db.deleteStale(ctx, l, c, true)
-	}
+	// The first change with files is published in two halves, so that a
+	// test can stop the engine in the middle of the renames.
+	half := slices.IndexFunc(cs, func(c *change) bool { return c.staged != nil && len(c.staged.Files) > 1 })
 	rows := make([][]File, len(cs))
-	for i, c := range cs {
+	err := forEach(ctx, len(cs), func(i int) error {
+		c := cs[i]
+		if err := db.publish(l, c, i == half); err != nil {
+			return fmt.Errorf("%s: %w", c.name(), err)
+		}
+		db.deleteStale(ctx, l, c, true)
 		var err error
 		if rows[i], err = db.newRows(ctx, l, c); err != nil {
 			return fmt.Errorf("%s: %w", c.name(), err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := packages.SyncFS(l.Root); err != nil {
 		return err
@@ -121,57 +129,45 @@ func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
 	return db.crash("committed")
 }
 
-// publish renames every temp into place with packages.Staged.Publish. A
+// publish renames c's temps into place with packages.Staged.Publish. A
 // modified config file stays and the new version goes beside it; when the
-// package dir moves, the user's file moves along to the new dir. The
-// change holding the batch's middle rename is published in two halves, so
-// that a test can stop the engine there.
-func (db *DB) publish(l *Layout, cs []*change) error {
-	total := 0
-	for _, c := range cs {
-		if c.staged != nil {
-			total += len(c.staged.Files)
+// package dir moves, the user's file moves along to the new dir.
+func (db *DB) publish(l *Layout, c *change, split bool) error {
+	if c.staged == nil {
+		return nil
+	}
+	aside := map[string]bool{}
+	for _, k := range c.row.p.Keep {
+		aside[rel(k.To)] = k.Beside
+	}
+	skip := func(f packages.StagedFile) (string, bool) {
+		if aside[f.Final] {
+			return f.Final + newConfigSuffix, true
+		}
+		return "", false
+	}
+	files, cut := c.staged.Files, 0
+	if split {
+		cut = len(files) / 2
+		first := packages.Staged{Files: files[:cut]}
+		if err := first.Publish(l.Root, skip); err != nil {
+			return err
+		}
+		if err := db.crash("renames-half"); err != nil {
+			return err
 		}
 	}
-	mid, done, crashed := total/2, 0, false
-	for _, c := range cs {
-		if c.staged == nil {
+	rest := packages.Staged{Files: files[cut:]}
+	if err := rest.Publish(l.Root, skip); err != nil {
+		return err
+	}
+	for _, k := range c.row.p.Keep {
+		if k.From == k.To {
 			continue
 		}
-		aside := map[string]bool{}
-		for _, k := range c.row.p.Keep {
-			aside[rel(k.To)] = k.Beside
-		}
-		skip := func(f packages.StagedFile) (string, bool) {
-			if aside[f.Final] {
-				return f.Final + newConfigSuffix, true
-			}
-			return "", false
-		}
-		files := c.staged.Files
-		cut := min(max(mid-done, 0), len(files))
-		first, second := packages.Staged{Files: files[:cut]}, packages.Staged{Files: files[cut:]}
-		if err := first.Publish(l.Root, skip); err != nil {
-			return fmt.Errorf("%s: %w", c.New.Ref(), err)
-		}
-		if done+cut == mid && !crashed {
-			crashed = true
-			if err := db.crash("renames-half"); err != nil {
-				return err
-			}
-		}
-		if err := second.Publish(l.Root, skip); err != nil {
-			return fmt.Errorf("%s: %w", c.New.Ref(), err)
-		}
-		done += len(files)
-		for _, k := range c.row.p.Keep {
-			if k.From == k.To {
-				continue
-			}
-			// Done already when a roll forward repeats this.
-			if err := l.Root.Rename(rel(k.From), rel(k.To)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("keep %s: %w", k.From, err)
-			}
+		// Done already when a roll forward repeats this.
+		if err := l.Root.Rename(rel(k.From), rel(k.To)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("keep %s: %w", k.From, err)
 		}
 	}
 	return nil
@@ -229,7 +225,7 @@ func (db *DB) record(ctx context.Context, l *Layout, cs []*change, rows [][]File
 				if err := putPackage(stx, c.New); err != nil {
 					return err
 				}
-				if err := putFiles(stx, rows[i]); err != nil {
+				if err := insertFiles(stx, rows[i]); err != nil {
 					return err
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -40,8 +41,10 @@ type DB struct {
 
 	// crashAt, when set by a test, is called at every named step of the
 	// engine; a non-nil return stops the engine right there, as a crash
-	// would, leaving the disk and the journal as they are.
+	// would, leaving the disk and the journal as they are. crashMu
+	// serialises the calls from workers.
 	crashAt func(step string) error
+	crashMu sync.Mutex
 }
 
 // Open opens (creating it and its parent directories if needed) the
@@ -154,5 +157,7 @@ func (db *DB) crash(step string) error {
 	if db.crashAt == nil {
 		return nil
 	}
+	db.crashMu.Lock()
+	defer db.crashMu.Unlock()
 	return db.crashAt(step)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/packets-dev/packets/packages"
@@ -207,16 +208,7 @@ func putFiles(tx *sql.Tx, files []File) error {
 	}
 	defer st.Close()
 	for _, f := range files {
-		digest := ""
-		if f.Type == TypeFile {
-			digest = f.Digest.String()
-		}
-		var mtime int64
-		if !f.MTime.IsZero() {
-			mtime = f.MTime.UnixNano()
-		}
-		res, err := st.Exec(f.Package, f.Path, f.Type, uint32(f.Mode), f.Size, digest, f.Link,
-			mtime, f.Config, f.FromHook)
+		res, err := st.Exec(fileArgs(f)...)
 		if err != nil {
 			return fmt.Errorf("record file %s of %s: %w", f.Path, f.Package, err)
 		}
@@ -227,6 +219,58 @@ func putFiles(tx *sql.Tx, files []File) error {
 			}
 			return &OwnedError{Path: f.Path, Owner: owner, Want: f.Package}
 		}
+	}
+	return nil
+}
+
+// fileArgs are f's values in fileColumns order.
+func fileArgs(f File) []any {
+	digest := ""
+	if f.Type == TypeFile {
+		digest = f.Digest.String()
+	}
+	var mtime int64
+	if !f.MTime.IsZero() {
+		mtime = f.MTime.UnixNano()
+	}
+	return []any{f.Package, f.Path, f.Type, uint32(f.Mode), f.Size, digest, f.Link, mtime, f.Config, f.FromHook}
+}
+
+// insertChunk is how many rows insertFiles writes per statement: one
+// statement per row costs more in the driver than SQLite's own work.
+const insertChunk = 100
+
+// insertFiles inserts new rows, many per statement. A path that has an
+// owner already fails the whole SQL transaction (the commit's conflict
+// checks make that impossible; the constraint is the last guard).
+func insertFiles(tx *sql.Tx, files []File) error {
+	values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", insertChunk), ", ")
+	full, err := tx.Prepare(`INSERT INTO files (` + fileColumns + `) VALUES ` + values)
+	if err != nil {
+		return err
+	}
+	defer full.Close()
+	args := make([]any, 0, 10*insertChunk)
+	for len(files) >= insertChunk {
+		args = args[:0]
+		for _, f := range files[:insertChunk] {
+			args = append(args, fileArgs(f)...)
+		}
+		if _, err := full.Exec(args...); err != nil {
+			return fmt.Errorf("record files of %s: %w", files[0].Package, err)
+		}
+		files = files[insertChunk:]
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	args = args[:0]
+	for _, f := range files {
+		args = append(args, fileArgs(f)...)
+	}
+	values = strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(files)), ", ")
+	if _, err := tx.Exec(`INSERT INTO files (`+fileColumns+`) VALUES `+values, args...); err != nil {
+		return fmt.Errorf("record files of %s: %w", files[0].Package, err)
 	}
 	return nil
 }

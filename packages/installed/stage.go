@@ -61,40 +61,13 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool)
 	if err := l.Root.MkdirAll(rel(l.DataDir), 0o755); err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}
-	var (
-		errs   = make([]error, len(todo))
-		failed atomic.Bool
-		mu     sync.Mutex // serialises the test crash hook
-		wg     sync.WaitGroup
-		next   = make(chan int)
-	)
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
-		wg.Go(func() {
-			for i := range next {
-				err := db.stage(ctx, l, todo[i], check)
-				if err != nil {
-					err = fmt.Errorf("stage %s: %w", todo[i].New.Ref(), err)
-				} else {
-					mu.Lock()
-					err = db.crash("stage-one")
-					mu.Unlock()
-				}
-				if err != nil {
-					errs[i] = err
-					failed.Store(true)
-				}
-			}
-		})
-	}
-	for i := range todo {
-		if failed.Load() || ctx.Err() != nil {
-			break
+	err := forEach(ctx, len(todo), func(i int) error {
+		if err := db.stage(ctx, l, todo[i], check); err != nil {
+			return fmt.Errorf("stage %s: %w", todo[i].New.Ref(), err)
 		}
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return db.crash("stage-one")
+	})
+	if err != nil {
 		return err
 	}
 	if err := packages.SyncFS(l.Root); err != nil {
@@ -228,4 +201,33 @@ func ownedUnder(ctx context.Context, q querier, dir string) (map[string]ownedPat
 		m[p] = o
 	}
 	return m, rows.Err()
+}
+
+// forEach runs fn(0) ... fn(n-1), GOMAXPROCS at a time; once one fails or
+// ctx ends, no further one starts. It returns the errors joined.
+func forEach(ctx context.Context, n int, fn func(i int) error) error {
+	var (
+		errs   = make([]error, n)
+		failed atomic.Bool
+		wg     sync.WaitGroup
+		next   = make(chan int)
+	)
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Go(func() {
+			for i := range next {
+				if errs[i] = fn(i); errs[i] != nil {
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	for i := range n {
+		if failed.Load() || ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(append(errs, ctx.Err())...)
 }

@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/packets-dev/packets/desired"
 	"github.com/packets-dev/packets/packages"
+	"github.com/packets-dev/packets/packages/installed"
 	"github.com/packets-dev/packets/reconcile"
 )
 
@@ -22,6 +24,7 @@ type applyRequest struct {
 	watch           bool
 	allowEmptyState bool
 	runID           int // the watch run, for --json action events
+	moving          bool // set by dataDirMigration: record the new data dir once applied
 }
 
 func (r *applyRequest) register(cmd *cobra.Command) {
@@ -98,6 +101,9 @@ func (m *machine) applyState(ctx context.Context, want desired.State, req applyR
 	if err != nil {
 		return false, err
 	}
+	if err := m.dataDirMigration(ctx, have, &req); err != nil {
+		return false, err
+	}
 	p, err := reconcile.ComputeWith(want, have, cat, req.compute)
 	if err != nil {
 		return false, err
@@ -132,6 +138,9 @@ func (m *machine) applyState(ctx context.Context, want desired.State, req applyR
 		DB: m.db, Layout: m.installedLayout(), Fetcher: m.fetcher(req.offline), Hooks: m.hookRunner(),
 		Observer: obs, Logger: m.app.logger, User: reconcile.CurrentUser(),
 	})
+	if err == nil && req.moving {
+		err = m.db.SetMeta(ctx, installed.MetaDataDir, m.layout.DataDir)
+	}
 	if req.json && !req.watch {
 		if jerr := writeJSON(m.app.stdout, applyJSON(p, res, err)); jerr != nil {
 			return true, jerr
@@ -266,4 +275,29 @@ func newWhyCmd(app *App) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&stateFile, "file", "f", "", "read the desired state from `FILE` or a directory")
 	return cmd
+}
+
+// dataDirMigration notices that data_dir changed in config.toml since the
+// packages were installed (installed.db remembers the last one) and, once
+// confirmed, reinstalls every package under the new one; their hooks run
+// again, so what they placed in the bin dir points to the new place.
+func (m *machine) dataDirMigration(ctx context.Context, have reconcile.Have, req *applyRequest) error {
+	last, ok, err := m.db.Meta(ctx, installed.MetaDataDir)
+	if err != nil || !ok || last == m.layout.DataDir || len(have.Packages) == 0 {
+		return err
+	}
+	question := fmt.Sprintf("data_dir changed from %s to %s: move the %d installed packages there?", last, m.layout.DataDir, len(have.Packages))
+	if req.watch && !m.app.yes {
+		return reconcile.Terminal(fmt.Errorf("%s run packets apply to confirm, or watch with --yes", question))
+	}
+	fmt.Fprintln(m.app.stdout, question)
+	if err := m.app.confirm("Move them?"); err != nil {
+		return err
+	}
+	for name := range have.Packages {
+		req.compute.Force = append(req.compute.Force, name)
+	}
+	slices.Sort(req.compute.Force)
+	req.moving = true
+	return nil
 }
