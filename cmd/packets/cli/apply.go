@@ -23,7 +23,7 @@ type applyRequest struct {
 	// allowEmptyState, whatever allowRemovals says.
 	watch           bool
 	allowEmptyState bool
-	runID           int // the watch run, for --json action events
+	runID           int  // the watch run, for --json action events
 	moving          bool // set by dataDirMigration: record the new data dir once applied
 }
 

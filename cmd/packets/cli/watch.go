@@ -206,7 +206,7 @@ type ActionEventJSON struct {
 }
 
 func (e *actionEvents) Fetched(sources map[packages.Digest]string) { e.sources = sources }
-func (e *actionEvents) ActionStarted(reconcile.Action)            {}
+func (e *actionEvents) ActionStarted(reconcile.Action)             {}
 func (e *actionEvents) ActionDone(a reconcile.Action, err error) {
 	ev := ActionEventJSON{FormatVersion: reconcile.JSONVersion, Type: "action", Run: e.run,
 		Action: a.Kind.String(), Name: string(a.Name), OK: err == nil, Time: time.Now().UTC()}
