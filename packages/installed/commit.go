@@ -217,15 +217,12 @@ func (db *DB) record(ctx context.Context, l *Layout, cs []*change, rows [][]File
 				}
 			}
 		}
-		for i, c := range cs {
+		for _, c := range cs {
 			if c.New != nil {
 				if c.New.InstalledAt.IsZero() {
 					c.New.InstalledAt = now
 				}
 				if err := putPackage(stx, c.New); err != nil {
-					return err
-				}
-				if err := insertFiles(stx, rows[i]); err != nil {
 					return err
 				}
 			}
@@ -234,6 +231,9 @@ func (db *DB) record(ctx context.Context, l *Layout, cs []*change, rows [][]File
 			if err := updateJournal(ctx, stx, &r); err != nil {
 				return err
 			}
+		}
+		if err := insertFiles(stx, slices.Concat(rows...)); err != nil {
+			return err
 		}
 		if _, err := stx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING`,
 			MetaDataDir, path.Clean("/"+l.DataDir)); err != nil {

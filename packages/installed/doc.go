@@ -67,7 +67,12 @@
 // Hook errors never make Recover fail: they are reported, and the files
 // and rows agree either way.
 //
-// This package imports only packages (and SQLite and x/sys/unix); it never
-// prints and takes its logger from Options. The CLI calls it under the
-// writer lock (Acquire); reconcile drives a Tx through its own interfaces.
+// Hooks run through a HookFunc the caller provides (the lua sandbox). The
+// paths a hook reports creating are recorded as owned by its package, but
+// only inside the package's own dir or Layout.BinDir, and never one that
+// another package owns.
+//
+// This package imports only packages (and SQLite); it never prints and
+// takes its logger from Options. The CLI calls it under its writer lock;
+// reconcile drives a Tx.
 package installed

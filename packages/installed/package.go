@@ -257,7 +257,7 @@ func insertFiles(tx *sql.Tx, files []File) error {
 			args = append(args, fileArgs(f)...)
 		}
 		if _, err := full.Exec(args...); err != nil {
-			return fmt.Errorf("record files of %s: %w", files[0].Package, err)
+			return fmt.Errorf("record files: %w", err)
 		}
 		files = files[insertChunk:]
 	}
@@ -270,7 +270,7 @@ func insertFiles(tx *sql.Tx, files []File) error {
 	}
 	values = strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(files)), ", ")
 	if _, err := tx.Exec(`INSERT INTO files (`+fileColumns+`) VALUES `+values, args...); err != nil {
-		return fmt.Errorf("record files of %s: %w", files[0].Package, err)
+		return fmt.Errorf("record files: %w", err)
 	}
 	return nil
 }

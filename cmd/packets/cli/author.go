@@ -135,7 +135,7 @@ release from a replayed one.`,
 	f := cmd.Flags()
 	f.StringVar(&keyFile, "key", "", "sign with the minisign secret key in `FILE`")
 	f.StringVar(&passwordFile, "password-file", "", "the key's password is in `FILE`")
-	f.StringVar(&name, "name", "", "the repository's name (default: the directory's name)")
+	f.StringVar(&name, "name", "", "the repository's name (default: the previous release's, else \"default\")")
 	f.DurationVar(&expires, "expires", 30*24*time.Hour, "the release expires after `DURATION` (clients refuse it then)")
 	return cmd
 }

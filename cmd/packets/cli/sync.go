@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"aead.dev/minisign"
@@ -82,7 +83,7 @@ func (a *App) syncRepo(ctx context.Context, l config.Layout, repo string, urls [
 		return err
 	}
 	res, err := index.Sync(ctx, index.SyncOptions{
-		Repo: repo, Get: mirrors, Keys: keys, StateDir: l.Host(l.LibDir), Mirror: record, Logger: a.logger,
+		Repo: repo, Get: syncGetter{mirrors}, Keys: keys, StateDir: l.Host(l.LibDir), Mirror: record, Logger: a.logger,
 	})
 	if err != nil {
 		return err
@@ -123,4 +124,16 @@ func repoName(repo string) string {
 		return "default"
 	}
 	return repo
+}
+
+// syncGetter lets a mirror's "not found" read as the index package's, so
+// that a 404 gets sync's advice rather than a network error's.
+type syncGetter struct{ fetch.Mirrors }
+
+func (g syncGetter) Get(ctx context.Context, path string, maxSize int64) (io.ReadCloser, error) {
+	rc, err := g.Mirrors.Get(ctx, path, maxSize)
+	if errors.Is(err, fetch.ErrNotFound) {
+		return nil, fmt.Errorf("%w (%w)", index.ErrNotFound, err)
+	}
+	return rc, err
 }
