@@ -36,6 +36,9 @@ bench: ## benchmarks of the parts (go test -bench)
 fuzz: ## run every fuzz target for a bounded time each
 	./scripts/fuzz.sh 20s
 
+netns: ## LAN tests across real network namespaces (root only)
+	CGO_ENABLED=1 $(GO) test -race -tags netns -count=1 ./peer
+
 ci: lint test
 
 clean:

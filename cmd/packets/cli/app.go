@@ -82,7 +82,7 @@ func isTerminal(v any) bool {
 func (a *App) addCommands(root *cobra.Command) {
 	root.AddCommand(
 		newPlanCmd(a), newApplyCmd(a), newWatchCmd(a), newInstallCmd(a), newRemoveCmd(a), newUpgradeCmd(a), newWhyCmd(a),
-		newSyncCmd(a), newSearchCmd(a), newInfoCmd(a),
+		newSyncCmd(a), newSearchCmd(a), newInfoCmd(a), newServeCmd(a),
 		newListCmd(a), newFilesCmd(a), newOwnsCmd(a), newVerifyCmd(a), newCacheCmd(a),
 		newBuildCmd(a), newKeyCmd(a), newRepoCmd(a),
 		newHookChildCmd(),

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path"
+	"path/filepath"
 	"time"
 
 	"aead.dev/minisign"
@@ -13,6 +17,7 @@ import (
 	"github.com/packets-dev/packets/cmd/packets/config"
 	"github.com/packets-dev/packets/fetch"
 	"github.com/packets-dev/packets/packages/index"
+	"github.com/packets-dev/packets/peer"
 )
 
 func newSyncCmd(app *App) *cobra.Command {
@@ -58,7 +63,7 @@ func (a *App) syncAll(ctx context.Context, url string) error {
 		if repo == config.DefaultRepo && url != "" {
 			urls, record = append([]string{url}, urls...), url
 		}
-		if len(urls) == 0 {
+		if len(urls) == 0 && !l.Peer.Enabled {
 			continue // a default repository nobody configured
 		}
 		if err := a.syncRepo(ctx, l, repo, urls, record); err != nil {
@@ -82,11 +87,20 @@ func (a *App) syncRepo(ctx context.Context, l config.Layout, repo string, urls [
 	if err != nil {
 		return err
 	}
+	get := &syncGetter{sources: []index.Getter{mirrors}}
+	if src := a.peerSource(l); src != nil {
+		// A machine with no route to the mirror syncs from a neighbour;
+		// what it serves is verified exactly as a mirror's release is.
+		get.sources = append(get.sources, &peer.Repo{Source: src, Name: repoName(repo)})
+	}
 	res, err := index.Sync(ctx, index.SyncOptions{
-		Repo: repo, Get: syncGetter{mirrors}, Keys: keys, StateDir: l.Host(l.LibDir), Mirror: record, Logger: a.logger,
+		Repo: repo, Get: get, Keys: keys, StateDir: l.Host(l.LibDir), Mirror: record, Logger: a.logger,
 	})
 	if err != nil {
 		return err
+	}
+	if err := a.keepRelease(l, repo, get.kept, res.Release); err != nil {
+		a.logger.Warn("keep the release for LAN peers", "repo", repoName(repo), "err", err)
 	}
 	state := "up to date"
 	if res.Changed {
@@ -126,14 +140,63 @@ func repoName(repo string) string {
 	return repo
 }
 
-// syncGetter lets a mirror's "not found" read as the index package's, so
-// that a 404 gets sync's advice rather than a network error's.
-type syncGetter struct{ fetch.Mirrors }
+// syncGetter reads a repository's files from its mirrors, then from LAN
+// peers, and keeps the small signed files it read so that this machine can
+// serve them to its neighbours after the sync verified them. A mirror's
+// "not found" reads as the index package's, so that a 404 gets sync's advice.
+type syncGetter struct {
+	sources []index.Getter
+	kept    map[string][]byte // release.toml and its signature, as read
+}
 
-func (g syncGetter) Get(ctx context.Context, path string, maxSize int64) (io.ReadCloser, error) {
-	rc, err := g.Mirrors.Get(ctx, path, maxSize)
-	if errors.Is(err, fetch.ErrNotFound) {
-		return nil, fmt.Errorf("%w (%w)", index.ErrNotFound, err)
+func (g *syncGetter) Get(ctx context.Context, name string, maxSize int64) (io.ReadCloser, error) {
+	var errs []error
+	for _, src := range g.sources {
+		rc, err := src.Get(ctx, name, maxSize)
+		if err == nil {
+			if name != "release.toml" && name != "release.toml.minisig" {
+				return rc, nil
+			}
+			b, err := io.ReadAll(io.LimitReader(rc, maxSize))
+			rc.Close()
+			if err != nil {
+				return nil, err
+			}
+			if g.kept == nil {
+				g.kept = map[string][]byte{}
+			}
+			g.kept[name] = b
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}
+		if errors.Is(err, fetch.ErrNotFound) {
+			err = fmt.Errorf("%w (%w)", index.ErrNotFound, err)
+		}
+		errs = append(errs, err)
 	}
-	return rc, err
+	return nil, errors.Join(errs...)
+}
+
+// keepRelease stores the verified release, its signature and its index
+// under /var/lib/packets/repos/NAME, where packets serve offers them to LAN
+// peers (which verify them again, as they would a mirror's).
+func (a *App) keepRelease(l config.Layout, repo string, kept map[string][]byte, rel index.Release) error {
+	if kept["release.toml"] == nil || kept["release.toml.minisig"] == nil {
+		return nil // unchanged release: what is kept is still current
+	}
+	dir := l.Host(path.Join(l.LibDir, "repos", repoName(repo)))
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	for name, b := range kept {
+		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.Link(index.IndexPath(l.Host(l.LibDir), repo), filepath.Join(tmp, rel.Index.File)); err != nil {
+		return err
+	}
+	os.RemoveAll(dir)
+	return os.Rename(tmp, dir)
 }

@@ -11,16 +11,20 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/packets-dev/packets/cmd/packets/config"
 	"github.com/packets-dev/packets/fetch"
 	"github.com/packets-dev/packets/lua"
 	"github.com/packets-dev/packets/packages"
 	"github.com/packets-dev/packets/packages/index"
 	"github.com/packets-dev/packets/packages/installed"
+	"github.com/packets-dev/packets/peer"
 )
 
 // cache is the content-addressed archive cache of the machine.
-func (m *machine) cache() *fetch.Cache {
-	return &fetch.Cache{Dir: m.layout.Host(m.layout.CacheDir), Logger: m.app.logger}
+func (m *machine) cache() *fetch.Cache { return m.app.cacheOf(m.layout) }
+
+func (a *App) cacheOf(l config.Layout) *fetch.Cache {
+	return &fetch.Cache{Dir: l.Host(l.CacheDir), Logger: a.logger}
 }
 
 // mirrorsOf lists a repository's mirrors: those in config.toml, then the
@@ -61,10 +65,12 @@ type archiveFetcher struct {
 	cache   *fetch.Cache
 	offline bool
 	obs     fetch.Observer
+	peers   *peer.Source // nil unless [peer] enabled: asked before the mirrors
 }
 
 func (m *machine) fetcher(offline bool) *archiveFetcher {
-	return &archiveFetcher{m: m, cache: m.cache(), offline: offline, obs: m.app.fetchObserver()}
+	return &archiveFetcher{m: m, cache: m.cache(), offline: offline, obs: m.app.fetchObserver(),
+		peers: m.app.peerSource(m.layout)}
 }
 
 func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available) (map[packages.Digest]string, error) {
@@ -76,7 +82,7 @@ func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available
 		}
 		byRepo[b.Repo] = append(byRepo[b.Repo], fetch.WantFor(*b))
 	}
-	sources := map[packages.Digest]string{}
+	from := map[packages.Digest]string{}
 	for _, repo := range order {
 		urls, err := f.m.app.mirrorsOf(repo)
 		if err != nil {
@@ -86,22 +92,28 @@ func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available
 		if err != nil {
 			return nil, err
 		}
-		fr := &fetch.Fetcher{
-			Cache: f.cache, Sources: mirrors.Sources(), Parallel: f.m.layout.Fetch.Parallel,
-			Offline: f.offline, Observer: f.obs, Logger: f.m.app.logger,
+		sources := mirrors.Sources()
+		if f.peers != nil {
+			sources = append([]fetch.Source{f.peers}, sources...)
 		}
-		if len(urls) == 0 && !f.offline {
-			fr.Offline = true // no mirror known: the cache is all there is
+		fr := &fetch.Fetcher{
+			Cache: f.cache, Sources: sources, Parallel: f.m.layout.Fetch.Parallel,
+			Offline: f.offline || len(sources) == 0, Observer: f.obs, Logger: f.m.app.logger,
 		}
 		results, err := fr.FetchAll(ctx, byRepo[repo])
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range results {
-			sources[r.Digest] = r.Source
+			from[r.Digest] = r.Source
+			if f.peers != nil {
+				if addr, ok := f.peers.Origin(r.Digest); ok {
+					from[r.Digest] = "peer " + addr.String()
+				}
+			}
 		}
 	}
-	return sources, nil
+	return from, nil
 }
 
 func (f *archiveFetcher) Open(d packages.Digest) (io.ReadCloser, error) { return f.cache.Open(d) }

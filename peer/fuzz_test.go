@@ -1,0 +1,88 @@
+package peer
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/packets-dev/packets/packages"
+)
+
+// FuzzParseQuery: the parser never panics, and whatever it accepts is
+// exactly the query it would send itself.
+func FuzzParseQuery(f *testing.F) {
+	f.Add(Query(digestA))
+	f.Add([]byte("Q:" + hexA))
+	f.Add([]byte(strings.Repeat(" ", QueryLen)))
+	f.Add(Answer(digestA, 9123))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, ok := ParseQuery(b)
+		if ok && !bytes.Equal(Query(d), b) {
+			t.Fatalf("accepted %q, which is not Query(%s)", b, d)
+		}
+	})
+}
+
+// FuzzParseAnswer: the parser never panics, and whatever it accepts is
+// exactly the answer a server would send, no longer than a query.
+func FuzzParseAnswer(f *testing.F) {
+	f.Add(Answer(digestA, 9123))
+	f.Add(Answer(digestA, 1))
+	f.Add([]byte("H:" + hexA + ":0"))
+	f.Add([]byte("H:" + hexA + ":99999"))
+	f.Add(Query(digestA))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, port, ok := ParseAnswer(b)
+		if !ok {
+			return
+		}
+		if port < 1 || port > 65535 || !bytes.Equal(Answer(d, port), b) || len(b) > QueryLen {
+			t.Fatalf("accepted %q as %s port %d", b, d, port)
+		}
+	})
+}
+
+// recordConn is a net.PacketConn that records what is written to it.
+type recordConn struct {
+	net.PacketConn
+	sent [][]byte
+}
+
+func (c *recordConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	c.sent = append(c.sent, append([]byte(nil), b...))
+	return len(b), nil
+}
+
+// FuzzHandle: whatever a neighbour sends, the server answers at most once,
+// never with more bytes than it received, and only a well-formed query
+// for a blob it holds.
+func FuzzHandle(f *testing.F) {
+	blob := []byte("held blob")
+	s := &Server{Cache: newCache(f, blob), QueryRate: 1e9, QueryBurst: 1 << 30, Interfaces: loIfaces(f)}
+	if err := s.init(); err != nil {
+		f.Fatal(err)
+	}
+	lim := newLimiter(s.QueryRate, s.QueryBurst, time.Now)
+	src := netip.MustParseAddrPort("127.0.0.1:4000")
+	held := packages.SumBytes(blob)
+	f.Add(Query(held))
+	f.Add(Query(digestA))
+	f.Add([]byte("Q:" + held.String()))
+	f.Add(Answer(held, 9))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		conn := &recordConn{}
+		s.handle(conn, b, loopback(t), src, 9123, lim)
+		switch {
+		case len(conn.sent) > 1:
+			t.Fatalf("answered %d times", len(conn.sent))
+		case len(conn.sent) == 1 && (len(conn.sent[0]) > len(b) || !bytes.Equal(b, Query(held))):
+			t.Fatalf("answered %q to %q", conn.sent[0], b)
+		case len(conn.sent) == 0 && bytes.Equal(b, Query(held)):
+			t.Fatal("did not answer a query for a held blob")
+		}
+	})
+}

@@ -1,0 +1,350 @@
+package peer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/packets-dev/packets/fetch"
+	"github.com/packets-dev/packets/packages"
+)
+
+// Defaults of Source's per-peer bounds: a LAN peer that sends nothing for
+// DefaultPeerStall, or delivers slower than DefaultPeerMinRate on average
+// (after a grace of one stall period), is abandoned for the next one.
+const (
+	DefaultPeerStall   = 5 * time.Second
+	DefaultPeerMinRate = 512 << 10 // bytes per second
+)
+
+// Source is a fetch.Source that finds each blob on the LAN: it sends a
+// query (Config.UDPPort, to every target), and downloads the blob from the
+// first peer that answers within Config.Window, falling back on the next
+// answer when a peer fails. Build one per command run; it is safe for
+// concurrent use. A peer that fails once (an HTTP error, a stall, a
+// trickle, a truncated body, wrong bytes) is not used again by this
+// Source. The zero values of the fields other than Config are defaults.
+type Source struct {
+	Config Config
+	// Conn returns a new socket for one query; Source closes it. nil: a
+	// UDP socket on 0.0.0.0, any port (broadcast allowed).
+	Conn func() (net.PacketConn, error)
+	// Targets returns where queries go. nil: BroadcastTargets of
+	// SystemInterfaces, the directed broadcast address of every up,
+	// broadcast-capable, non-loopback interface that Config allows. Tests
+	// inject unicast 127.0.0.1 targets.
+	Targets func() ([]*net.UDPAddr, error)
+	// Client fetches from peers. nil: a client without proxies (a peer is
+	// on the LAN, never behind https_proxy) and with short dial and header
+	// timeouts.
+	Client  *http.Client
+	Stall   time.Duration // per peer; 0: DefaultPeerStall
+	MinRate int64         // per peer, bytes per second; 0: DefaultPeerMinRate
+
+	once   sync.Once
+	dflt   *http.Client
+	mu     sync.Mutex
+	banned map[netip.AddrPort]bool
+	// origin is the peer that completed each blob. A blob asked for again
+	// (its delivery was refused) is forgotten until it completes again.
+	origin map[packages.Digest]netip.AddrPort
+}
+
+// String names the source for messages and fetch.Result.Source: "peer
+// <addr>" when every blob this Source delivered so far came from that one
+// peer, else "LAN peers" (several peers, or none yet). Fetches run
+// concurrently, so use Origin for the exact peer of each blob.
+func (s *Source) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var one netip.AddrPort
+	for _, ep := range s.origin {
+		if one.IsValid() && ep != one {
+			return "LAN peers"
+		}
+		one = ep
+	}
+	if !one.IsValid() {
+		return "LAN peers"
+	}
+	return "peer " + one.String()
+}
+
+// Origin returns the HTTP endpoint of the peer that delivered blob d (the
+// last bytes of it), if this Source delivered it.
+func (s *Source) Origin(d packages.Digest) (netip.AddrPort, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ep, ok := s.origin[d]
+	return ep, ok
+}
+
+// Fetch writes blob w from offset on to dst, from the first peer that
+// answers a query for it, resuming on the next answering peer where a
+// failed one stopped. When it starts at offset 0 it hashes what it writes:
+// wrong bytes return a *MismatchError, which matches fetch.ErrRestart (the
+// Fetcher discards them and asks again at once) and bans the peer when it
+// sent them all (the next attempt skips it; when several peers sent some,
+// those that failed are banned already and the last one is tried alone).
+// No answer within the window, or only answers from peers that failed,
+// is an error matching fetch.ErrNotFound: the Fetcher goes on to the
+// mirrors.
+func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset int64) (int64, error) {
+	s.mu.Lock()
+	delete(s.origin, w.Digest) // asked again: what was delivered before was not kept
+	s.mu.Unlock()
+	var h hash.Hash
+	out := &watchWriter{w: dst}
+	if offset == 0 {
+		h = sha256.New()
+		out.h = h
+	}
+	var (
+		written int64
+		from    []netip.AddrPort
+		errs    []error
+	)
+	answered, err := s.eachPeer(ctx, w.Digest, func(ep netip.AddrPort) bool {
+		if s.isBanned(ep) {
+			errs = append(errs, fmt.Errorf("peer %s: failed earlier", ep))
+			return false
+		}
+		n, err := s.fromPeer(ctx, ep, w, out, offset+written)
+		written += n
+		if n > 0 {
+			from = append(from, ep)
+		}
+		switch {
+		case out.err != nil || ctx.Err() != nil:
+			return true // our disk or our caller: not the peer's fault
+		case err != nil:
+			s.ban(ep)
+			s.Config.logger().Debug("LAN peer failed", "peer", ep.String(), "pkg", w.String(), "err", err)
+			errs = append(errs, fmt.Errorf("peer %s: %w", ep, err))
+		}
+		return offset+written == w.Size
+	})
+	if offset+written == w.Size && len(errs) > 0 { // logged only now: a failure that is returned is not logged
+		s.Config.logger().Warn("fell back to another LAN peer", "pkg", w.String(), "failed", errors.Join(errs...).Error())
+	}
+	switch {
+	case out.err != nil:
+		return written, out.err
+	case ctx.Err() != nil:
+		return written, fmt.Errorf("%s from LAN peers: %w", w, ctx.Err())
+	case err != nil:
+		return written, fmt.Errorf("%s from LAN peers: %v: %w", w, err, fetch.ErrNotFound)
+	case offset+written == w.Size:
+		return written, s.finish(w, h, from)
+	case answered == 0:
+		return written, fmt.Errorf("%s: no LAN peer answered: %w", w, fetch.ErrNotFound)
+	case written > 0:
+		// Resume elsewhere: the Fetcher retries, and the next query skips
+		// the peers that failed, then falls through to the mirrors.
+		return written, fmt.Errorf("%s: every LAN peer failed (%v): %w", w, errors.Join(errs...), io.ErrUnexpectedEOF)
+	}
+	return written, fmt.Errorf("%s: every LAN peer failed (%v): %w", w, errors.Join(errs...), fetch.ErrNotFound)
+}
+
+// finish checks a blob hashed from its first byte and records where it
+// came from.
+func (s *Source) finish(w fetch.Want, h hash.Hash, from []netip.AddrPort) error {
+	if h != nil {
+		var got packages.Digest
+		h.Sum(got[:0])
+		if got != w.Digest {
+			// Blame a peer only when it sent every byte. Otherwise the
+			// others failed and are banned already; the last one gets a
+			// fresh try alone, from the first byte.
+			if len(from) == 1 {
+				s.ban(from[0])
+			}
+			// Logged here: the Fetcher takes the error as "ask again" and
+			// does not report it.
+			s.Config.logger().Warn("LAN peer sent wrong bytes", "peer", fmt.Sprint(from), "pkg", w.String(), "banned", len(from) == 1)
+			return &MismatchError{Peers: from, Err: &packages.DigestMismatchError{What: w.String(), Want: w.Digest, Got: got}}
+		}
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	last := from[len(from)-1]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.origin == nil {
+		s.origin = map[packages.Digest]netip.AddrPort{}
+	}
+	s.origin[w.Digest] = last
+	return nil
+}
+
+// MismatchError says that LAN peers sent a blob's bytes wrong. It matches
+// fetch.ErrRestart, so that the Fetcher discards them and asks this Source
+// again (which skips those peers from now on), and the digest mismatch.
+type MismatchError struct {
+	Peers []netip.AddrPort
+	Err   *packages.DigestMismatchError
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("peers %v: %v", e.Peers, e.Err)
+}
+
+// Unwrap returns the mismatch and fetch.ErrRestart.
+func (e *MismatchError) Unwrap() []error { return []error{fetch.ErrRestart, e.Err} }
+
+// fromPeer downloads w from offset from one peer, abandoning it when it
+// stalls or trickles. It returns the bytes written.
+func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, out *watchWriter, offset int64) (int64, error) {
+	stall := s.stall()
+	minRate := s.MinRate
+	if minRate <= 0 {
+		minRate = DefaultPeerMinRate
+	}
+	remaining := w.Size - offset
+	limit := stall + time.Duration(float64(remaining)/float64(minRate)*float64(time.Second))
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pctx, cancelLimit := context.WithTimeoutCause(pctx, limit, &fetch.TimeoutError{After: limit})
+	defer cancelLimit()
+	watchdog := time.AfterFunc(stall, func() { cancel(&fetch.StallError{After: stall}) })
+	defer watchdog.Stop()
+	out.tick = func() { watchdog.Reset(stall) }
+	defer func() { out.tick = nil }()
+
+	m := s.mirror(ep, "")
+	want := fetch.Want{Digest: w.Digest, Size: w.Size, Path: "blobs/" + w.Digest.String(), Name: w.Name}
+	n, err := m.Fetch(pctx, want, out, offset)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		err = context.Cause(pctx) // our watchdog or limit ended it
+	}
+	return n, err
+}
+
+// eachPeer queries for d and calls try with each answering peer in answer
+// order until try returns true or the answers run out. It returns how many
+// peers answered; an error means the query could not be sent.
+func (s *Source) eachPeer(ctx context.Context, d packages.Digest, try func(ep netip.AddrPort) bool) (int, error) {
+	targets, err := s.targets()
+	if err != nil {
+		return 0, err
+	}
+	conn, err := s.conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	peers, err := startDiscovery(ctx, conn, targets, d, s.Config.window())
+	if err != nil {
+		return 0, err
+	}
+	answered := 0
+	for ep := range peers {
+		answered++
+		if try(ep) {
+			break
+		}
+	}
+	return answered, nil
+}
+
+func (s *Source) targets() ([]*net.UDPAddr, error) {
+	if s.Targets != nil {
+		return s.Targets()
+	}
+	ifs, err := SystemInterfaces()
+	if err != nil {
+		return nil, err
+	}
+	return BroadcastTargets(s.Config, ifs), nil
+}
+
+func (s *Source) conn(ctx context.Context) (net.PacketConn, error) {
+	if s.Conn != nil {
+		return s.Conn()
+	}
+	var lc net.ListenConfig
+	return lc.ListenPacket(ctx, "udp4", "0.0.0.0:0")
+}
+
+func (s *Source) stall() time.Duration {
+	if s.Stall <= 0 {
+		return DefaultPeerStall
+	}
+	return s.Stall
+}
+
+func (s *Source) isBanned(ep netip.AddrPort) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.banned[ep]
+}
+
+func (s *Source) ban(ep netip.AddrPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.banned == nil {
+		s.banned = map[netip.AddrPort]bool{}
+	}
+	s.banned[ep] = true
+}
+
+// client returns Client, or a shared default one for LAN peers.
+func (s *Source) client() *http.Client {
+	if s.Client != nil {
+		return s.Client
+	}
+	s.once.Do(func() {
+		s.dflt = &http.Client{Transport: &http.Transport{
+			Proxy:                  nil, // peers are on the LAN: never through a proxy
+			DialContext:            (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+			ResponseHeaderTimeout:  s.stall(),
+			MaxResponseHeaderBytes: 16 << 10,
+			MaxIdleConnsPerHost:    4,
+			IdleConnTimeout:        30 * time.Second,
+			DisableCompression:     true,
+		}}
+	})
+	return s.dflt
+}
+
+// mirror returns a fetch.Mirror for a peer's HTTP endpoint and a base path
+// under it ("" or "repos/default/"): it brings the range, size and HTML
+// checks of mirror downloads.
+func (s *Source) mirror(ep netip.AddrPort, base string) *fetch.Mirror {
+	u := &url.URL{Scheme: "http", Host: ep.String(), Path: "/" + base}
+	return &fetch.Mirror{Base: u, Client: s.client(), StallTimeout: s.stall()}
+}
+
+// watchWriter writes to the Fetcher's part, hashing when asked, feeding the
+// per-peer stall watchdog, and remembering a write error (a failure of our
+// disk, never blamed on a peer).
+type watchWriter struct {
+	w    io.Writer
+	h    hash.Hash // nil when not hashing
+	tick func()
+	err  error
+}
+
+func (ww *watchWriter) Write(b []byte) (int, error) {
+	n, err := ww.w.Write(b)
+	if ww.h != nil {
+		ww.h.Write(b[:n])
+	}
+	if n > 0 && ww.tick != nil {
+		ww.tick()
+	}
+	if err != nil {
+		ww.err = err
+	}
+	return n, err
+}
