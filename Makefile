@@ -11,8 +11,9 @@ all: build
 build: ## build bin/packets (pure Go, no cgo)
 	$(GO) build -trimpath -o $(BIN) ./cmd/packets
 
-test: ## the whole suite: unit tests with -race, then the e2e scripts
+test: ## the whole suite: unit tests with -race, the e2e scripts, then the LAN tests (root only; skipped otherwise)
 	CGO_ENABLED=1 $(GO) test -race -timeout 15m $(PKGS)
+	$(MAKE) --no-print-directory netns
 
 e2e: ## only the end-to-end scripts (the real binary)
 	$(GO) test -count=1 ./e2e/...
@@ -36,8 +37,8 @@ bench: ## benchmarks of the parts (go test -bench)
 fuzz: ## run every fuzz target for a bounded time each
 	./scripts/fuzz.sh 20s
 
-netns: ## LAN tests across real network namespaces (root only)
-	CGO_ENABLED=1 $(GO) test -race -tags netns -count=1 ./peer
+netns: ## LAN tests across real network namespaces (root only; they skip otherwise)
+	CGO_ENABLED=1 $(GO) test -race -tags netns -count=1 -run 'Netns|LAN' ./peer ./e2e
 
 ci: lint test
 

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -45,8 +46,14 @@ func (r *run) download(ctx context.Context, w Want) (Result, error) {
 		}
 		wrote, err := r.fromSource(ctx, src, w, p)
 		if err == nil {
-			if len(errs) > 0 { // logged only now: a failure that is returned is not logged
+			// Logged only now: a failure that is returned is not logged. A
+			// source that simply did not have the blob (a LAN without it)
+			// is the normal case, not a fallback worth a warning.
+			switch {
+			case len(errs) > 0 && !allNotFound(errs):
 				r.log.Warn("fell back to another source", "pkg", w.String(), "source", src.String(), "failed", joinErrs(errs))
+			case len(errs) > 0:
+				r.log.Debug("earlier sources do not have it", "pkg", w.String(), "source", src.String(), "failed", joinErrs(errs))
 			}
 			return done(src.String())
 		}
@@ -162,4 +169,14 @@ func (r *run) attempt(ctx context.Context, src Source, w Want, p *part, pol Retr
 		return fmt.Errorf("%s ended after %d of %d bytes: %w", src, p.n, w.Size, io.ErrUnexpectedEOF)
 	}
 	return nil
+}
+
+// allNotFound reports whether every error says the source lacks the blob.
+func allNotFound(errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, ErrNotFound) {
+			return false
+		}
+	}
+	return true
 }
