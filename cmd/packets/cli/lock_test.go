@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "var/lib/packets/lock")
+	first, err := acquireLock(t.Context(), path, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flock belongs to an open file description: a second open in this
+	// process contends exactly as another process would.
+	waited := 0
+	_, err = acquireLock(t.Context(), path, 50*time.Millisecond, func(pid int) {
+		waited++
+		if pid != os.Getpid() {
+			t.Errorf("onWait got pid %d, want the holder's %d", pid, os.Getpid())
+		}
+	})
+	var locked *LockedError
+	if !errors.As(err, &locked) {
+		t.Fatalf("second acquire: %v, want a *LockedError", err)
+	}
+	if locked.PID != os.Getpid() || waited != 1 {
+		t.Errorf("LockedError.PID = %d (want %d), onWait called %d times (want 1)", locked.PID, os.Getpid(), waited)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := acquireLock(t.Context(), path, time.Second, nil)
+	if err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+	second.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the lock file must never be deleted: %v", err)
+	}
+}
