@@ -191,8 +191,12 @@ func headerMode(hdr *tar.Header) (fs.FileMode, error) {
 }
 
 // tarMode is the inverse of headerMode.
-func tarMode(m fs.FileMode) int64 {
-	b := int64(m.Perm())
+func tarMode(m fs.FileMode) int64 { return int64(UnixMode(m)) }
+
+// UnixMode is m's permission and setuid/setgid/sticky bits as the octal
+// number chmod(2) and tar use (0o4755), which fs.FileMode keeps elsewhere.
+func UnixMode(m fs.FileMode) uint32 {
+	b := uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {
 		b |= 0o4000
 	}

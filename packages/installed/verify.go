@@ -113,15 +113,5 @@ func checkFile(dc *dirCache, f File, fast bool) string {
 
 // modeString formats permission and special bits in octal: "0644", "4755".
 func modeString(m fs.FileMode) string {
-	n := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		n |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		n |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		n |= 0o1000
-	}
-	return fmt.Sprintf("%04o", n)
+	return fmt.Sprintf("%04o", packages.UnixMode(m))
 }
