@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/packets-dev/packets/packages"
 )
