@@ -9,7 +9,6 @@ import (
 	"os/user"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/packets-dev/packets/packages"
@@ -162,8 +161,7 @@ func KeptNotes(kept []installed.KeptConfig) []string {
 }
 
 // splitByPackage files the install hooks' joined errors under the package
-// each names: the engine prefixes every hook error with "name@version ".
-// An error naming no package is filed under "".
+// each belongs to ("name@version"); an error of no package is filed under "".
 func splitByPackage(err error) map[string]error {
 	out := map[string]error{}
 	if err == nil {
@@ -174,8 +172,12 @@ func splitByPackage(err error) map[string]error {
 		errs = j.Unwrap()
 	}
 	for _, e := range errs {
-		ref, _, _ := strings.Cut(e.Error(), " ")
-		out[ref] = errors.Join(out[ref], e)
+		key := ""
+		var he *installed.HookError
+		if errors.As(e, &he) {
+			key = he.Ref.String()
+		}
+		out[key] = errors.Join(out[key], e)
 	}
 	return out
 }
