@@ -73,10 +73,10 @@ func TestLANPeers(t *testing.T) {
 
 	machine := func(name string) string {
 		root := filepath.Join(work, name)
-		mustWrite(t, filepath.Join(root, "etc/packets/config.toml"), "[peer]\nenabled = true\nwindow = \"300ms\"\n")
-		mustWrite(t, filepath.Join(root, "etc/packets/state.hcl"), "package \"hello\" {}\npackage \"tree-lite\" {}\n")
+		mustWriteFile(t, filepath.Join(root, "etc/packets/config.toml"), "[peer]\nenabled = true\nwindow = \"300ms\"\n")
+		mustWriteFile(t, filepath.Join(root, "etc/packets/state.hcl"), "package \"hello\" {}\npackage \"tree-lite\" {}\n")
 		key, _ := os.ReadFile(filepath.Join(work, "key.pub"))
-		mustWrite(t, filepath.Join(root, "etc/packets/keys/key.pub"), string(key))
+		mustWriteFile(t, filepath.Join(root, "etc/packets/keys/key.pub"), string(key))
 		return root
 	}
 	rootA, rootB, rootC := machine("a"), machine("b"), machine("c")
@@ -168,16 +168,6 @@ func (l *lan) must(args ...string) {
 	l.t.Helper()
 	if out, err := exec.Command(l.ip, args...).CombinedOutput(); err != nil {
 		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-func mustWrite(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
