@@ -43,6 +43,7 @@ func TestScripts(t *testing.T) {
 			"publish":       cmdPublish,
 			"exitcode":      cmdExitcode,
 			"await":         cmdAwait,
+			"corrupt-cache": cmdCorruptCache,
 			"mirror":        cmdMirror,
 			"mirror-fail":   cmdMirrorFail,
 			"mirror-count":  cmdMirrorCount,

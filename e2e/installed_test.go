@@ -69,3 +69,22 @@ func lookup(ts *testscript.TestScript, name string) (*installed.Package, error) 
 	}
 	return snap.Packages[packages.Name(name)], nil
 }
+
+// corrupt-cache DIR: flip one byte in the middle of every cached archive,
+// keeping its size, as a failing disk might.
+func cmdCorruptCache(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: corrupt-cache DIR")
+	}
+	blobs, err := filepath.Glob(filepath.Join(ts.MkAbs(args[0]), "*.tar.zst"))
+	ts.Check(err)
+	if len(blobs) == 0 {
+		ts.Fatalf("no archive in %s", args[0])
+	}
+	for _, b := range blobs {
+		data, err := os.ReadFile(b)
+		ts.Check(err)
+		data[len(data)/2] ^= 0xff
+		ts.Check(os.WriteFile(b, data, 0o644))
+	}
+}

@@ -59,13 +59,13 @@ only then change the machine, in one transaction.`,
 
 // runApply opens the machine for writing, runs edit (the state file edits
 // of install and remove) under the same lock, and reconciles unless noApply.
-func (a *App) runApply(ctx context.Context, req applyRequest, edit func(*machine) error, noApply bool) error {
+func (a *App) runApply(ctx context.Context, req applyRequest, edit func(*machine, *applyRequest) error, noApply bool) error {
 	m, err := a.openMachine(ctx, machineOptions{write: true, lockTimeout: req.lockTimeout})
 	if err != nil {
 		return err
 	}
 	if edit != nil {
-		if err := edit(m); err != nil {
+		if err := edit(m, &req); err != nil {
 			return err
 		}
 	}
@@ -162,7 +162,7 @@ formatting), then apply. NAME@CONSTRAINT pins a version, as in hello@">= 1.1".
 With --no-apply only the state file changes.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return app.runApply(cmd.Context(), req, func(m *machine) error { return m.declare(cmd.Context(), args) }, noApply)
+			return app.runApply(cmd.Context(), req, func(m *machine, _ *applyRequest) error { return m.declare(cmd.Context(), args) }, noApply)
 		},
 	}
 	req.register(cmd)
@@ -181,7 +181,7 @@ apply. A package still needed by another stays installed, as a dependency.
 With --no-apply only the state file changes.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return app.runApply(cmd.Context(), req, func(m *machine) error { return m.undeclare(args) }, noApply)
+			return app.runApply(cmd.Context(), req, func(m *machine, _ *applyRequest) error { return m.undeclare(args) }, noApply)
 		},
 	}
 	req.register(cmd)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"path"
@@ -153,7 +154,7 @@ func newOwnsCmd(app *App) *cobra.Command {
 }
 
 func newVerifyCmd(app *App) *cobra.Command {
-	var fast bool
+	var fast, repair bool
 	cmd := &cobra.Command{
 		Use:   "verify [NAME...]",
 		Short: "Check that installed files are as installed (exit 1 on any difference)",
@@ -163,6 +164,9 @@ recorded type, mode and SHA-256. --fast compares size, mode and mtime only.`,
 			names, err := parseNames(args)
 			if err != nil {
 				return err
+			}
+			if repair {
+				return app.repair(cmd.Context(), names, fast)
 			}
 			m, err := app.openMachine(cmd.Context(), machineOptions{allowMissing: true})
 			if err != nil {
@@ -180,7 +184,7 @@ recorded type, mode and SHA-256. --fast compares size, mode and mtime only.`,
 				fmt.Fprintf(app.stdout, "%s: %s: %s\n", d.Package, d.Path, d.Problem)
 			}
 			if len(drift) > 0 {
-				fmt.Fprintf(app.stderr, "%d difference(s) found; packets upgrade --force NAME reinstalls a package\n", len(drift))
+				fmt.Fprintf(app.stderr, "%d difference(s) found; packets verify --repair reinstalls the packages that differ\n", len(drift))
 				return exitCode(ExitError)
 			}
 			fmt.Fprintln(app.stdout, "All installed files verified.")
@@ -188,7 +192,26 @@ recorded type, mode and SHA-256. --fast compares size, mode and mtime only.`,
 		},
 	}
 	cmd.Flags().BoolVar(&fast, "fast", false, "compare size, mode and mtime only (no hashing)")
+	cmd.Flags().BoolVar(&repair, "repair", false, "reinstall every package that differs, from its verified archive")
 	return cmd
+}
+
+// repair reinstalls the packages whose files drifted (config files the user
+// edited aside) from their verified archives: the cache, else the mirrors.
+func (a *App) repair(ctx context.Context, names []packages.Name, fast bool) error {
+	var req applyRequest
+	req.lockTimeout = 30 * time.Second
+	return a.runApply(ctx, req, func(m *machine, req *applyRequest) error {
+		drifted, err := m.driftedPackages(ctx, names, fast)
+		if err != nil {
+			return err
+		}
+		if len(drifted) == 0 {
+			fmt.Fprintln(a.stdout, "All installed files verified; nothing to repair.")
+		}
+		req.compute.Force = drifted
+		return nil
+	}, false)
 }
 
 func newCacheCmd(app *App) *cobra.Command {

@@ -96,7 +96,7 @@ func (a *App) runWatch(ctx context.Context, req applyRequest, wopts watchOptions
 		r.runID = reconcile.RunID(ctx)
 		// Repair drift too: a package whose files changed by hand is
 		// reinstalled from its verified archive.
-		drifted, err := m.drifted(ctx)
+		drifted, err := m.driftedPackages(ctx, nil, true)
 		if err != nil {
 			return false, err
 		}
@@ -107,34 +107,33 @@ func (a *App) runWatch(ctx context.Context, req applyRequest, wopts watchOptions
 	return reconcile.Loop(ctx, cfg, triggers, run, a.loopEvents(req.json))
 }
 
-// drifted lists the packages whose files differ from what was installed,
-// by size, mode and mtime. A config file the user edited is theirs, not drift.
-func (m *machine) drifted(ctx context.Context) ([]packages.Name, error) {
-	drift, err := m.db.Verify(ctx, m.root, nil, true)
+// driftedPackages lists the named packages (all when none) whose files
+// differ from what was installed: by size, mode and mtime when fast, else
+// by hash too. A config file the user edited is theirs, not drift.
+func (m *machine) driftedPackages(ctx context.Context, names []packages.Name, fast bool) ([]packages.Name, error) {
+	drift, err := m.db.Verify(ctx, m.root, names, fast)
 	if err != nil || len(drift) == 0 {
 		return nil, err
 	}
-	config := map[string]bool{}
-	seen := map[packages.Name]bool{}
-	var names []packages.Name
+	isConfig := map[string]bool{}
+	loaded := map[packages.Name]bool{}
+	var out []packages.Name
 	for _, d := range drift {
-		if !seen[d.Package] {
+		if !loaded[d.Package] {
+			loaded[d.Package] = true
 			files, err := m.db.Files(ctx, d.Package)
 			if err != nil {
 				return nil, err
 			}
 			for _, f := range files {
-				config[f.Path] = f.Config
+				isConfig[f.Path] = f.Config
 			}
 		}
-		if config[d.Path] || seen[d.Package] && slices.Contains(names, d.Package) {
-			seen[d.Package] = true
-			continue
+		if !isConfig[d.Path] && !slices.Contains(out, d.Package) {
+			out = append(out, d.Package)
 		}
-		seen[d.Package] = true
-		names = append(names, d.Package)
 	}
-	return names, nil
+	return out, nil
 }
 
 // classify marks the errors retrying cannot fix as terminal: the loop then

@@ -96,8 +96,11 @@ func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available
 		if f.peers != nil {
 			sources = append([]fetch.Source{f.peers}, sources...)
 		}
+		// VerifyCached: a cached archive is hashed again before it is used.
+		// The cache is a plain directory; a blob damaged there since it was
+		// fetched must be refused (and fetched again), never parsed.
 		fr := &fetch.Fetcher{
-			Cache: f.cache, Sources: sources, Parallel: f.m.layout.Fetch.Parallel,
+			Cache: f.cache, Sources: sources, Parallel: f.m.layout.Fetch.Parallel, VerifyCached: true,
 			Offline: f.offline || len(sources) == 0, Observer: f.obs, Logger: f.m.app.logger,
 		}
 		results, err := fr.FetchAll(ctx, byRepo[repo])
