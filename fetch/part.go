@@ -66,7 +66,7 @@ func (p *part) Write(b []byte) (int, error) {
 		p.onWrite(p.n)
 	}
 	if err != nil {
-		return n, &localError{fmt.Errorf("write %s: %w", p.path, err)}
+		return n, &localError{err} // an *os.PathError: it names the file already
 	}
 	return n, nil
 }
