@@ -81,11 +81,14 @@ func (s *Server) handle(conn net.PacketConn, b []byte, ifindex int, src netip.Ad
 	if len(ans) > len(b) {
 		return // never larger than the query: no amplification (cannot happen)
 	}
+	// Counted before the send, so that a client holding the answer always
+	// sees it in Stats.
+	c.answered.Add(1)
 	if _, err := conn.WriteTo(ans, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, src.Port()))); err != nil {
+		c.unsent.Add(1)
 		log.Debug("answer not sent", "peer", src.String(), "err", err)
 		return
 	}
-	c.answered.Add(1)
 	log.Debug("answered a query", "peer", src.String(), "digest", d.Short())
 }
 

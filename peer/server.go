@@ -58,6 +58,7 @@ const (
 type Stats struct {
 	Datagrams int64 // UDP datagrams received
 	Answered  int64 // queries answered "H:"
+	Unsent    int64 // answers the socket refused to send (also in Answered)
 	Missing   int64 // well-formed queries for blobs not held: no answer
 	Malformed int64 // not a query: ignored
 	Foreign   int64 // sender outside the receiving interface's subnets, or an interface not served
@@ -69,15 +70,15 @@ type Stats struct {
 }
 
 type counters struct {
-	datagrams, answered, missing, malformed, foreign, self, limited atomic.Int64
-	requests, served, refused                                       atomic.Int64
+	datagrams, answered, unsent, missing, malformed, foreign, self, limited atomic.Int64
+	requests, served, refused                                               atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		Datagrams: c.datagrams.Load(), Answered: c.answered.Load(), Missing: c.missing.Load(),
+		Datagrams: c.datagrams.Load(), Answered: c.answered.Load(), Unsent: c.unsent.Load(), Missing: c.missing.Load(),
 		Malformed: c.malformed.Load(), Foreign: c.foreign.Load(), Self: c.self.Load(),
 		Limited: c.limited.Load(), Requests: c.requests.Load(), Served: c.served.Load(),
 		Refused: c.refused.Load(),
