@@ -49,7 +49,9 @@ type DB struct {
 
 // Open opens (creating it and its parent directories if needed) the
 // installed.db at path and brings its schema up to date. It refuses a
-// database whose schema is newer than this build (ErrTooNew).
+// database whose schema is newer than this build (ErrTooNew), and one
+// that fails SQLite's quick_check (a *DamagedError), without writing to
+// it: the check runs through a read-only connection first.
 func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("open %s: a database path may not contain '?'", path)
@@ -60,6 +62,10 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	busy := opt.BusyTimeout
 	if busy == 0 {
 		busy = 5 * time.Second
+	}
+	// A *DamagedError names the file and the repair: it is returned as is.
+	if err := checkIntact(ctx, path, busy); err != nil {
+		return nil, err
 	}
 	// Every connection of the pool gets these: WAL so readers never block
 	// the writer, FULL so a commit is on disk when it returns (DESIGN §8),
@@ -77,6 +83,13 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	}
 	db := &DB{sql: sdb, path: path, log: log}
 	if err := db.migrate(ctx, SchemaVersion); err != nil {
+		sdb.Close()
+		if isDamage(err) {
+			return nil, &DamagedError{Path: path, Detail: oneLine(err.Error()), Err: err}
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.checkpoint(ctx); err != nil { // a migration is a commit too
 		sdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -139,7 +152,9 @@ func (db *DB) schemaVersion(ctx context.Context) (int, error) {
 }
 
 // inTx runs fn in one IMMEDIATE transaction and commits it, which with
-// synchronous=FULL is one fsync of the WAL.
+// synchronous=FULL is one fsync of the WAL, then checkpoints: the commit
+// is copied into the database file itself (and synced), so a WAL deleted
+// by hand after a crash never takes a committed change with it.
 func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
@@ -147,9 +162,27 @@ func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return err
+		return db.asDamaged(err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return db.asDamaged(err)
+	}
+	return db.checkpoint(ctx)
+}
+
+// checkpoint copies the WAL into the database file and empties it. A
+// reader in another process (packets list beside an apply) can make it
+// stop short; that is not an error, the rest is copied by the next one.
+func (db *DB) checkpoint(ctx context.Context) error {
+	var busy, logFrames, done int
+	err := db.sql.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", db.asDamaged(err))
+	}
+	if busy != 0 {
+		db.log.Debug("checkpoint stopped short: a reader holds the WAL", "frames", logFrames, "copied", done)
+	}
+	return nil
 }
 
 // crash reports the test-only crash hook's verdict for step.

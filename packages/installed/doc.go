@@ -60,6 +60,25 @@
 // the new dir is installed, the old one deleted, modified config files
 // move along.
 //
+// # Damage and repair
+//
+// Open first reads the file through a read-only connection, so that it
+// never writes to a damaged database: a file shorter than its header
+// records, or one SQLite cannot read the schema of, is a *DamagedError
+// (with quick_check's findings) naming the repair: `packets db restore`,
+// then `packets verify --repair`. The full quick_check reads every page
+// (about 20 ms for 1,000 packages and 30,000 files), so Open leaves it to
+// Check, which Verify runs first; damage met by a write or a Snapshot is
+// a *DamagedError too. An empty file is a new database unless a backup
+// exists. After each successful apply the CLI calls Backup, which saves
+// installed.db.bak (VACUUM INTO a temp, fsync, rename); Restore checks
+// that backup, keeps the damaged file as installed.db.damaged-<unix
+// time> (its WAL beside it) and puts a copy of the backup in place. Every
+// commit is checkpointed into the database file before it returns, so a
+// WAL deleted after a crash loses no committed change (a stale -shm is
+// rebuilt); only a checkpoint cut short by a reader in another process
+// leaves committed frames in the WAL until the next one.
+//
 // # Limits
 //
 // A path that changes between a directory and a file across an upgrade is

@@ -52,7 +52,7 @@ func (db *DB) Snapshot(ctx context.Context) (*Snapshot, error) {
 		s.Packages[p.Name] = p
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, db.asDamaged(err)
 	}
 	return s, nil
 }
@@ -186,8 +186,11 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 	if key == MetaGeneration {
 		return fmt.Errorf("set meta %s: maintained by the engine", key)
 	}
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	err := db.inTx(ctx, func(stx *sql.Tx) error {
+		_, err := stx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("set meta %s: %w", key, err)
 	}

@@ -26,8 +26,12 @@ func (d Drift) String() string { return fmt.Sprintf("%s: %s: %s", d.Package, d.P
 // target and, unless fast, SHA-256; fast compares size, mode and mtime
 // instead of reading contents. A config file is only checked to exist with
 // its type: the administrator may edit it (as debsums does by default).
-// A name that is not installed is an error wrapping ErrNotInstalled.
+// A name that is not installed is an error wrapping ErrNotInstalled. It
+// first runs Check: a damaged database is a *DamagedError, not drift.
 func (db *DB) Verify(ctx context.Context, root *os.Root, names []packages.Name, fast bool) ([]Drift, error) {
+	if err := db.Check(ctx); err != nil {
+		return nil, err
+	}
 	if len(names) == 0 {
 		s, err := db.Snapshot(ctx)
 		if err != nil {

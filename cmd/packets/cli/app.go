@@ -83,7 +83,7 @@ func (a *App) addCommands(root *cobra.Command) {
 	root.AddCommand(
 		newPlanCmd(a), newApplyCmd(a), newWatchCmd(a), newInstallCmd(a), newRemoveCmd(a), newUpgradeCmd(a), newWhyCmd(a),
 		newSyncCmd(a), newSearchCmd(a), newInfoCmd(a), newServeCmd(a),
-		newListCmd(a), newFilesCmd(a), newOwnsCmd(a), newVerifyCmd(a), newCacheCmd(a),
+		newListCmd(a), newFilesCmd(a), newOwnsCmd(a), newVerifyCmd(a), newCacheCmd(a), newDBCmd(a),
 		newBuildCmd(a), newKeyCmd(a), newRepoCmd(a),
 		newHookChildCmd(),
 	)

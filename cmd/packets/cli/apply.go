@@ -141,6 +141,13 @@ func (m *machine) applyState(ctx context.Context, want desired.State, req applyR
 	if err == nil && req.moving {
 		err = m.db.SetMeta(ctx, installed.MetaDataDir, m.layout.DataDir)
 	}
+	if res != nil {
+		// One backup per apply that changed something: the repair path
+		// should installed.db ever be damaged (packets db restore).
+		if berr := m.db.Backup(ctx); berr != nil {
+			m.app.logger.Warn("back up installed.db", "err", berr)
+		}
+	}
 	if req.json && !req.watch {
 		if jerr := writeJSON(m.app.stdout, applyJSON(p, res, err)); jerr != nil {
 			return true, jerr

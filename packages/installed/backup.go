@@ -1,0 +1,225 @@
+package installed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// backupSuffix names the backup beside the database: installed.db.bak.
+const backupSuffix = ".bak"
+
+// ErrNoBackup says that Restore found no backup it could trust.
+var ErrNoBackup = errors.New("no good backup")
+
+// ErrNotDamaged says that Restore was asked to replace a database that
+// passes its integrity check.
+var ErrNotDamaged = errors.New("database is not damaged")
+
+// BackupPath returns where Backup saves the copy of the database at path.
+func BackupPath(path string) string { return path + backupSuffix }
+
+// Backup saves a consistent copy of the database as installed.db.bak
+// beside it: VACUUM INTO a temporary name, fsync, rename, fsync of the
+// directory, so that the final name existing means the copy is whole. The
+// CLI calls it under the writers' lock once after an apply succeeds; the
+// engine never does. Leftovers of an interrupted Backup are swept first.
+func (db *DB) Backup(ctx context.Context) error {
+	final := BackupPath(db.path)
+	if err := sweepBackupTemps(final); err != nil {
+		return fmt.Errorf("backup %s: %w", db.path, err)
+	}
+	if err := db.backupTo(ctx, final); err != nil {
+		return fmt.Errorf("backup %s: %w", db.path, err)
+	}
+	db.log.Debug("saved a backup of installed.db", "path", final)
+	return nil
+}
+
+func (db *DB) backupTo(ctx context.Context, final string) (err error) {
+	// VACUUM INTO accepts an existing empty file, so CreateTemp can pick
+	// the unique name.
+	f, err := os.CreateTemp(filepath.Dir(final), filepath.Base(final)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	f.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := db.sql.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
+		return err
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	return syncFile(filepath.Dir(final))
+}
+
+func sweepBackupTemps(final string) error {
+	old, err := filepath.Glob(globEscape(final) + ".tmp-*")
+	if err != nil {
+		return err
+	}
+	for _, p := range old {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Restore replaces the damaged or missing database at path with its
+// backup (BackupPath), after checking that the backup passes quick_check;
+// it refuses, wrapping ErrNoBackup, when there is no such backup, and,
+// wrapping ErrNotDamaged, when the database at path is sound. The damaged
+// file is kept as path.damaged-<unix time>, with its WAL beside it as
+// path.damaged-<unix time>-wal so that SQLite still reads them together;
+// the -shm index is deleted (it is rebuilt from the WAL). The backup
+// itself stays. Call it under the writers' lock, with the database
+// closed; then run `packets verify --repair`.
+func Restore(path string) error {
+	ctx := context.Background()
+	bak := BackupPath(path)
+	if err := checkBackup(ctx, bak); err != nil {
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	// Open's cheap check, then the full quick_check it skips.
+	err := checkIntact(ctx, path, 5*time.Second)
+	if err == nil && exists(path) {
+		err = damaged(ctx, path, 5*time.Second)
+	}
+	var de *DamagedError
+	switch {
+	case err == nil && exists(path):
+		return fmt.Errorf("restore %s: %w: it passes quick_check; move it aside first to restore the backup anyway", path, ErrNotDamaged)
+	case err != nil && !errors.As(err, &de):
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	if err := restoreFrom(path, bak); err != nil {
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkBackup returns an error wrapping ErrNoBackup unless bak is a
+// sound packets database.
+func checkBackup(ctx context.Context, bak string) error {
+	fi, err := os.Stat(bak)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s does not exist (packets saves it after each successful apply)", ErrNoBackup, bak)
+	case err != nil:
+		return err
+	case fi.Size() == 0:
+		return fmt.Errorf("%w: %s is empty", ErrNoBackup, bak)
+	}
+	problems, err := quickCheck(ctx, bak, 0)
+	if err == nil && len(problems) > 0 {
+		err = errors.New(problems[0])
+	}
+	if err == nil {
+		// A SQLite file that is not installed.db has no generation.
+		err = readGeneration(ctx, bak)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s is damaged too (%s)", ErrNoBackup, bak, oneLine(err.Error()))
+	}
+	return nil
+}
+
+// restoreFrom copies bak to a temporary name beside path and syncs it,
+// moves the damaged database aside, then renames the copy into place.
+// Interrupted anywhere, it leaves either the damaged database or none at
+// path, and running it again finishes the job.
+func restoreFrom(path, bak string) error {
+	tmp, err := copyToTemp(bak, path)
+	if err != nil {
+		return err
+	}
+	if err := moveAside(path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncFile(filepath.Dir(path))
+}
+
+// moveAside renames the database at path and its WAL to
+// path.damaged-<unix time>[-wal] and deletes its -shm.
+func moveAside(path string) error {
+	stamp := time.Now().Unix()
+	aside := path + ".damaged-" + strconv.FormatInt(stamp, 10)
+	for n := 1; exists(aside) || exists(aside+"-wal"); n++ {
+		aside = fmt.Sprintf("%s.damaged-%d.%d", path, stamp, n)
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		err := os.Rename(path+suffix, aside+suffix)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.Remove(path + "-shm"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncFile(filepath.Dir(path))
+}
+
+// copyToTemp copies src to a new temporary file beside dst and syncs it.
+func copyToTemp(src, dst string) (tmp string, err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			out.Close()
+			os.Remove(out.Name())
+		}
+	}()
+	if _, err := io.Copy(out, in); err != nil {
+		return "", err
+	}
+	if err := out.Chmod(0o644); err != nil {
+		return "", err
+	}
+	if err := out.Sync(); err != nil {
+		return "", err
+	}
+	return out.Name(), out.Close()
+}
+
+// syncFile fsyncs a file or a directory by name.
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func exists(name string) bool {
+	_, err := os.Lstat(name)
+	return err == nil
+}
