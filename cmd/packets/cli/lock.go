@@ -13,11 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFile is the writers' lock: an flock on /var/lib/packets/lock. The file
-// is never deleted (deleting a held flock file would let a second writer lock
-// a new inode); the holder writes its pid into it so a waiting command can
-// say who holds it.
-type lockFile struct{ f *os.File }
+// lockFile is the writers' lock. The flock is taken on the directory that
+// holds installed.db (/var/lib/packets), which cannot be unlinked from under
+// a writer without the database going with it: a lock on a file could be, and
+// a second writer would then lock a new file beside a deleted one. The lock
+// file in that directory only records the holder's pid, so that a waiting
+// command can say who holds the lock; it is never deleted, and deleting it
+// by hand changes nothing.
+type lockFile struct{ dir, pidFile *os.File }
 
 // LockedError says that another packets process holds the lock.
 type LockedError struct {
@@ -34,31 +37,32 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("%s holds the lock %s; waited %s (see --lock-timeout)", who, e.Path, e.Wait)
 }
 
-// acquireLock takes the exclusive lock at path, waiting up to timeout.
-// onWait is called once if the lock is busy, so a person knows why nothing
-// happens.
+// acquireLock takes the exclusive lock guarding path's directory, waiting up
+// to timeout, and records this process's pid in path. onWait is called once
+// if the lock is busy, so a person knows why nothing happens.
 func acquireLock(ctx context.Context, path string, timeout time.Duration, onWait func(pid int)) (*lockFile, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dirPath := filepath.Dir(path)
+	if err := os.MkdirAll(dirPath, 0o755); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	dir, err := os.Open(dirPath)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
 	deadline := time.Now().Add(timeout)
 	waited := false
 	for delay := 10 * time.Millisecond; ; delay = min(delay*2, 250*time.Millisecond) {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(int(dir.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			dir.Close()
+			return nil, fmt.Errorf("lock %s: %w", dirPath, err)
 		}
-		pid := holderPID(f)
+		pid := holderPID(path)
 		if time.Now().After(deadline) {
-			f.Close()
+			dir.Close()
 			return nil, &LockedError{Path: path, PID: pid, Wait: timeout}
 		}
 		if !waited && onWait != nil {
@@ -67,25 +71,36 @@ func acquireLock(ctx context.Context, path string, timeout time.Duration, onWait
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
+			dir.Close()
 			return nil, ctx.Err()
 		case <-time.After(delay):
 		}
 	}
 	// Record who holds it. Truncate first: a shorter pid must not leave digits behind.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &lockFile{f: f}, nil
+	return &lockFile{dir: dir, pidFile: f}, nil
 }
 
-func holderPID(f *os.File) int {
-	buf := make([]byte, 32)
-	n, _ := f.ReadAt(buf, 0)
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+// holderPID reads the pid the holder recorded, or 0.
+func holderPID(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) > 32 {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
 }
 
 // Close releases the lock. The pid is left in the file on purpose: it is
 // only read while the lock is held by someone.
-func (l *lockFile) Close() error { return l.f.Close() }
+func (l *lockFile) Close() error {
+	l.pidFile.Close()
+	return l.dir.Close()
+}

@@ -42,3 +42,29 @@ func TestLock(t *testing.T) {
 		t.Errorf("the lock file must never be deleted: %v", err)
 	}
 }
+
+// Deleting the lock file while the lock is held lets nobody in: the flock
+// is on the directory, the file only names the holder.
+func TestLockFileDeletedWhileHeld(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "var/lib/packets/lock")
+	a, err := acquireLock(t.Context(), path, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	var locked *LockedError
+	if _, err := acquireLock(t.Context(), path, 50*time.Millisecond, nil); !errors.As(err, &locked) {
+		t.Fatalf("acquire after the lock file was deleted: %v, want a *LockedError", err)
+	}
+	a.Close()
+	b, err := acquireLock(t.Context(), path, time.Second, nil)
+	if err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+	defer b.Close()
+	if pid := holderPID(path); pid != os.Getpid() {
+		t.Errorf("the lock file names pid %d, want %d", pid, os.Getpid())
+	}
+}
