@@ -116,6 +116,16 @@ func (r Release) problems() []packages.Problem {
 	if r.Version < 1 {
 		add("version", fmt.Sprintf("%d: must be 1 or more", r.Version))
 	}
+	// Times are whole seconds in years 0–9999 (UTC): exactly what Encode
+	// and the sync state write back, so an accepted release round-trips.
+	for _, ft := range []struct {
+		field string
+		t     time.Time
+	}{{"issued", r.Issued}, {"expires", r.Expires}} {
+		if u := ft.t.UTC(); ft.t.Nanosecond() != 0 || u.Year() < 0 || u.Year() > 9999 {
+			add(ft.field, fmt.Sprintf("%s: must be whole seconds, in years 0000 to 9999 UTC", ft.t.Format(time.RFC3339Nano)))
+		}
+	}
 	if r.Issued.IsZero() || r.Expires.IsZero() || !r.Expires.After(r.Issued) {
 		add("expires", fmt.Sprintf("%s must be after issued %s", r.Expires.Format(time.RFC3339), r.Issued.Format(time.RFC3339)))
 	}
