@@ -3,6 +3,9 @@ GO       ?= go
 BIN      := bin/packets
 PKGS     := ./...
 export CGO_ENABLED := 0
+# -race binaries sleep 1 s at exit by default; tests start many processes.
+GORACE   ?= atexit_sleep_ms=10
+export GORACE
 
 .PHONY: all build test e2e lint fmt vet demo bench fuzz netns soak ci clean
 

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +20,12 @@ import (
 var update = flag.Bool("update", false, "update scripts' golden files in place")
 
 func TestMain(m *testing.M) {
+	// Under -race every process sleeps a second at exit so late race reports
+	// can print; the suite starts hundreds of packets processes, so their
+	// sleep is cut to 10 ms unless the caller chose otherwise.
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=10")
+	}
 	testscript.Main(m, map[string]func(){"packets": cli.MainExit})
 }
 

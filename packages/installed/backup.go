@@ -32,7 +32,7 @@ func BackupPath(path string) string { return path + backupSuffix }
 // engine never does. Leftovers of an interrupted Backup are swept first.
 func (db *DB) Backup(ctx context.Context) error {
 	final := BackupPath(db.path)
-	if err := sweepBackupTemps(final); err != nil {
+	if err := sweepDBTemps(db.path); err != nil {
 		return fmt.Errorf("backup %s: %w", db.path, err)
 	}
 	if err := db.backupTo(ctx, final); err != nil {
@@ -68,10 +68,18 @@ func (db *DB) backupTo(ctx context.Context, final string) (err error) {
 	return syncFile(filepath.Dir(final))
 }
 
-func sweepBackupTemps(final string) error {
-	old, err := filepath.Glob(globEscape(final) + ".tmp-*")
-	if err != nil {
-		return err
+// sweepDBTemps deletes what an interrupted Backup or Restore of the database
+// at path left: path.bak.tmp-* (with SQLite's -journal beside it) and
+// path.tmp-*. Call it under the writers' lock only: no other process
+// writes these names then.
+func sweepDBTemps(path string) error {
+	var old []string
+	for _, prefix := range []string{BackupPath(path), path} {
+		m, err := filepath.Glob(globEscape(prefix) + ".tmp-*")
+		if err != nil {
+			return err
+		}
+		old = append(old, m...)
 	}
 	for _, p := range old {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

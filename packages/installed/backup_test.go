@@ -283,3 +283,31 @@ func BenchmarkOpen1000(b *testing.B) {
 		}
 	})
 }
+
+// A Backup or Restore killed half-way leaves its temporaries; the next
+// writer's Recover, which runs before anything else, deletes them (and
+// nothing else beside the database).
+func TestRecoverSweepsInterruptedBackup(t *testing.T) {
+	m := newMachine(t)
+	must(t, m.db.Backup(t.Context()))
+	left := []string{
+		BackupPath(m.dbPath) + ".tmp-1", BackupPath(m.dbPath) + ".tmp-1-journal",
+		m.dbPath + ".tmp-2",
+	}
+	for _, p := range left {
+		must(t, os.WriteFile(p, []byte("half"), 0o644))
+	}
+	if _, err := m.db.Recover(t.Context(), m.l, m.open, m.run); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range left {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("Recover left %s", filepath.Base(p))
+		}
+	}
+	for _, p := range []string{m.dbPath, BackupPath(m.dbPath)} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("Recover removed %s: %v", filepath.Base(p), err)
+		}
+	}
+}

@@ -28,9 +28,13 @@ type RecoverReport struct {
 // from it on, it rolls forward, re-extracting the archive that open
 // returns for a digest (from the cache). run runs hooks: the old
 // install.lua of a rolled-back change whose remove.lua ran, the new
-// install.lua of a completed one.
+// install.lua of a completed one. It also deletes what an interrupted
+// Backup or Restore left beside the database.
 func (db *DB) Recover(ctx context.Context, l Layout, open func(packages.Digest) (io.ReadCloser, error), run HookFunc) (RecoverReport, error) {
 	var rep RecoverReport
+	if err := sweepDBTemps(db.path); err != nil {
+		return rep, fmt.Errorf("recover: %w", err)
+	}
 	rows, err := loadJournal(ctx, db.sql)
 	if err != nil || len(rows) == 0 {
 		return rep, err
