@@ -43,7 +43,7 @@ fuzz: ## run every fuzz target for a bounded time each
 netns: ## LAN tests across real network namespaces (root only; they skip otherwise)
 	CGO_ENABLED=1 $(GO) test -race -tags netns -count=1 -run 'Netns|LAN|ConcurrentCommands' ./peer ./e2e
 
-soak: ## SIGKILL packets apply at 500 random moments, checking every invariant after each (make test runs 12)
+soak: ## SIGKILL packets apply at 500 random moments, checking every invariant after each (make test runs 40)
 	PACKETS_SOAK_KILLS=500 $(GO) test -count=1 -timeout 60m -run TestCrashSoak -v ./e2e
 
 ci: lint test

@@ -167,3 +167,35 @@ func TestLockFileDeletedWhileHeld(t *testing.T) {
 	}
 	s.check(states[1])
 }
+
+// TestDirectoryWhereFileExpected: someone made a directory (holding a file
+// of their own) where an installed package's file belongs. The upgrade that
+// would replace that file refuses, naming the path, and changes nothing;
+// once the directory is gone, apply converges.
+func TestDirectoryWhereFileExpected(t *testing.T) {
+	s, states := faultMachine(t)
+	file := filepath.Join(s.root, "opt/packets/p01/data/share/p01/f00")
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	mustWriteFile(t, filepath.Join(file, "mine"), "the user's\n")
+	out := s.mustFail("apply", "--yes")
+	t.Logf("directory in the way: %s", lastLine(out))
+	if !strings.Contains(out, "/opt/packets/p01/data/share/p01/f00") {
+		t.Errorf("the error does not name the path in the way:\n%s", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(file, "mine")); err != nil || string(b) != "the user's\n" {
+		t.Errorf("the user's file in the way: %q, %v", b, err)
+	}
+	assertNoTemps(t, s.root)
+	// Nothing changed: every package is still at its state-0 build.
+	list := s.mustRun("list")
+	if strings.Contains(list, "2.0") {
+		t.Errorf("the refused apply upgraded something:\n%s", list)
+	}
+	if err := os.RemoveAll(file); err != nil {
+		t.Fatal(err)
+	}
+	s.mustRun("apply", "--yes")
+	s.check(states[1])
+}

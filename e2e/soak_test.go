@@ -28,7 +28,7 @@ import (
 //
 // make test runs a short form; PACKETS_SOAK_KILLS=500 (make soak) runs long.
 func TestCrashSoak(t *testing.T) {
-	kills := 12
+	kills := 40
 	if n, err := strconv.Atoi(os.Getenv("PACKETS_SOAK_KILLS")); err == nil && n > 0 {
 		kills = n
 	}

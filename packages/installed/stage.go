@@ -25,14 +25,15 @@ type ConflictError struct {
 	Reason  string        // set for other conflicts, e.g. a dir that becomes a file
 }
 
+// Error names the path, not the package: Stage wraps it in "stage NAME@VERSION".
 func (e *ConflictError) Error() string {
 	switch {
 	case e.Reason != "":
-		return fmt.Sprintf("%s: %s: %s", e.Package, e.Path, e.Reason)
+		return fmt.Sprintf("%s: %s", e.Path, e.Reason)
 	case e.Owner != "":
-		return fmt.Sprintf("%s: %s is owned by %s", e.Package, e.Path, e.Owner)
+		return fmt.Sprintf("%s is owned by %s", e.Path, e.Owner)
 	}
-	return fmt.Sprintf("%s: %s exists and no package owns it; move it away first", e.Package, e.Path)
+	return fmt.Sprintf("%s exists and no package owns it; move it away first", e.Path)
 }
 
 // Stage extracts every new build into temporaries beside their final
