@@ -7,7 +7,7 @@ export CGO_ENABLED := 0
 GORACE   ?= atexit_sleep_ms=10
 export GORACE
 
-.PHONY: all build test e2e lint fmt vet demo bench fuzz netns soak ci clean
+.PHONY: all build test e2e lint fmt vet demo bench bench-parts bench-commands fuzz netns soak ci clean
 
 all: build
 
@@ -34,8 +34,13 @@ fmt:
 demo: build ## build the examples, index and sign them, serve them on loopback, apply examples/state.hcl into a throw-away root
 	./scripts/demo.sh $(BIN)
 
-bench: ## benchmarks of the parts (go test -bench)
+bench: bench-parts bench-commands ## the whole benchmark suite: the parts, then whole commands beside pacman, dpkg and apt
+
+bench-parts: ## Go benchmarks of the parts (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 $(PKGS)
+
+bench-commands: ## whole commands beside the floor, pacman, dpkg and apt, timed by hyperfine (root; writes bench/results.md)
+	./bench/run.sh bench/results.md
 
 fuzz: ## run every fuzz target for a bounded time each
 	./scripts/fuzz.sh 20s

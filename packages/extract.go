@@ -32,6 +32,7 @@ type Staged struct {
 	Contents *Contents    // the validated manifest, hooks and entries, as Inspect returns them
 	Files    []StagedFile // in archive order
 	NewDirs  []string     // dirs Extract created (root-relative), parents first
+	Dest     string       // ExtractOptions.Dest: every Final is below it
 }
 
 // TempName is the temporary name under which Extract stages final: a short
@@ -61,14 +62,16 @@ func Extract(r io.Reader, root *os.Root, opt ExtractOptions) (*Staged, error) {
 	x := &extractor{
 		root: root, dest: opt.Dest, tag: opt.Tag, st: &Staged{},
 		dirs: map[string]bool{}, temps: map[string]string{},
-		buf: make([]byte, 64<<10), cache: dirCache{root: root},
+		buf: make([]byte, 64<<10),
 	}
+	x.st.Dest = opt.Dest
 	err := x.makeDest()
 	var c *Contents
 	if err == nil {
-		c, err = readArchive(r, opt.Limits, x)
+		x.below = newDirs(root, opt.Dest)
+		c, err = readArchive(r, opt.Limits, x, true)
+		x.below.close()
 	}
-	x.cache.close()
 	if err != nil {
 		if derr := x.st.Discard(root); derr != nil {
 			err = errors.Join(err, fmt.Errorf("discard staged files: %w", derr))
@@ -104,7 +107,7 @@ type extractor struct {
 	temps map[string]string // archive path of a regular file -> its temporary
 	n     int               // temporaries made
 	buf   []byte
-	cache dirCache
+	below *dirs // the tree below dest
 }
 
 // makeDest creates Dest and its missing parents. Existing parents may be
@@ -159,15 +162,16 @@ func (x *extractor) ensureDir(dir string, perm fs.FileMode) error {
 	if err := x.ensureDir(path.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	fi, err := x.root.Lstat(dir)
+	kind, err := x.below.kind(dir)
 	switch {
-	case err == nil && fi.IsDir():
+	case err == nil && kind == fs.ModeDir:
 	case err == nil:
 		return fmt.Errorf("%s exists and is not a directory", dir)
 	case errors.Is(err, fs.ErrNotExist):
-		if err := x.mkdir(dir, perm|0o700); err != nil {
+		if err := x.below.mkdir(dir, perm|0o700); err != nil {
 			return err
 		}
+		x.st.NewDirs = append(x.st.NewDirs, dir)
 	default:
 		return err
 	}
@@ -194,12 +198,9 @@ func (x *extractor) entry(e *Entry, content io.Reader) error {
 	var err error
 	switch e.Type {
 	case TypeFile:
-		return x.file(e, dir, final, temp, content)
+		return x.file(e, final, temp, content)
 	case TypeSymlink:
-		var d *os.Root
-		if d, err = x.cache.open(dir); err == nil {
-			err = d.Symlink(e.Link, path.Base(temp))
-		}
+		err = x.below.symlink(e.Link, temp)
 	case TypeHardlink:
 		err = x.root.Link(x.temps[e.Link], temp) // the checker made sure e.Link is an earlier file
 	}
@@ -210,45 +211,12 @@ func (x *extractor) entry(e *Entry, content io.Reader) error {
 	return nil
 }
 
-// file writes a regular file to its temporary, then sets its mode (after
-// the content: a write clears setuid bits).
-func (x *extractor) file(e *Entry, dir, final, temp string, content io.Reader) error {
-	d, err := x.cache.open(dir)
-	if err != nil {
-		return err
-	}
-	f, err := d.OpenFile(path.Base(temp), os.O_WRONLY|os.O_CREATE|os.O_EXCL, e.Mode.Perm())
-	if err != nil {
-		return err
-	}
-	// Recorded as soon as it exists, so that Discard removes it.
-	x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Temp: temp})
-	x.temps[e.Path] = temp
-	err = x.copy(f, content)
-	if err == nil {
-		err = f.Chmod(e.Mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+// file writes a regular file to its temporary, with its mode.
+func (x *extractor) file(e *Entry, final, temp string, content io.Reader) error {
+	created, err := x.below.create(temp, e.Mode, content, x.buf)
+	if created { // recorded as soon as it exists, so that Discard removes it
+		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Temp: temp})
+		x.temps[e.Path] = temp
 	}
 	return err
-}
-
-// copy writes content to f through the extractor's one buffer (os.File's
-// ReadFrom would allocate a buffer per file).
-func (x *extractor) copy(f *os.File, content io.Reader) error {
-	for {
-		n, rerr := content.Read(x.buf)
-		if n > 0 {
-			if _, err := f.Write(x.buf[:n]); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
 }

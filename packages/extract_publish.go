@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"syscall"
 )
 
@@ -21,7 +20,7 @@ import (
 // publishes at Final. A directory in the way of a file is an error naming
 // it. Publish stops at the first error; what it renamed before stays.
 func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bool)) error {
-	c := dirCache{root: root}
+	c := newDirs(root, s.Dest)
 	defer c.close()
 	for _, f := range s.Files {
 		if f.Temp == "" {
@@ -48,7 +47,7 @@ func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bo
 	}
 	for i := len(s.Files) - 1; i >= 0; i-- {
 		if f := s.Files[i]; f.Type == TypeDir {
-			if err := root.Chmod(f.Final, f.Mode); err != nil {
+			if err := c.chmodDir(f.Final, f.Mode); err != nil {
 				return fmt.Errorf("publish %s: %w", f.Final, err)
 			}
 		}
@@ -75,48 +74,4 @@ func (s *Staged) Discard(root *os.Root) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// dirCache keeps the last directory used open as an *os.Root, so that
-// staging and publishing the thousands of files of one directory opens the
-// path to it once, not once per file (os.Root resolves a path one component
-// at a time).
-type dirCache struct {
-	root *os.Root
-	dir  string
-	cur  *os.Root
-}
-
-func (c *dirCache) open(dir string) (*os.Root, error) {
-	if c.cur != nil && c.dir == dir {
-		return c.cur, nil
-	}
-	c.close()
-	r, err := c.root.OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	c.cur, c.dir = r, dir
-	return r, nil
-}
-
-func (c *dirCache) close() {
-	if c.cur != nil {
-		c.cur.Close()
-		c.cur = nil
-	}
-}
-
-// rename renames within the root, through the cached directory when old
-// and new are in the same one.
-func (c *dirCache) rename(old, new string) error {
-	dir := path.Dir(old)
-	if path.Dir(new) != dir {
-		return c.root.Rename(old, new)
-	}
-	d, err := c.open(dir)
-	if err != nil {
-		return err
-	}
-	return d.Rename(path.Base(old), path.Base(new))
 }

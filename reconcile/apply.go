@@ -112,6 +112,7 @@ func Apply(ctx context.Context, p *Plan, env Env) (*Result, error) {
 		return nil, &StalePlanError{Planned: installed.Generation(p.Generation), Now: now}
 	}
 	res := &Result{Sources: map[packages.Digest]string{}}
+	start := time.Now()
 	if fetches := p.Fetches(); len(fetches) > 0 {
 		if res.Sources, err = env.Fetcher.Fetch(ctx, fetches); err != nil {
 			return nil, err
@@ -119,11 +120,14 @@ func Apply(ctx context.Context, p *Plan, env Env) (*Result, error) {
 		if env.Observer != nil {
 			env.Observer.Fetched(res.Sources)
 		}
+		env.Logger.Debug("fetched and verified", "archives", len(fetches), "took", time.Since(start))
 	}
+	start = time.Now()
 	changes, err := buildChanges(ctx, p, env, res.Sources)
 	if err != nil {
 		return nil, err
 	}
+	env.Logger.Debug("validated the archives", "changes", len(changes), "took", time.Since(start))
 	if len(changes) > 0 {
 		if err := runTx(ctx, p, env, changes, res); err != nil {
 			return res, err

@@ -8,8 +8,11 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"runtime"
 	"strconv"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/packets-dev/packets/packages"
 	"github.com/packets-dev/packets/packages/installed"
@@ -25,6 +28,7 @@ func buildChanges(ctx context.Context, p *Plan, env Env, sources map[packages.Di
 		return nil, err
 	}
 	var changes []installed.Change
+	var news []Action // the actions whose receipts are made below, by change
 	for _, a := range p.Actions {
 		if a.Kind == Mark {
 			continue
@@ -36,16 +40,35 @@ func buildChanges(ctx context.Context, p *Plan, env Env, sources map[packages.Di
 				return nil, fmt.Errorf("%s %s: not installed any more: plan again", a.Kind, a.From.Name)
 			}
 		}
-		if a.To != nil {
+		changes = append(changes, c)
+		news = append(news, a)
+	}
+	// Validating the archives reads each one whole: do it on every core.
+	errs := make([]error, len(changes))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, a := range news {
+		if a.To == nil {
+			continue
+		}
+		g.Go(func() error {
 			pkg, err := receipt(ctx, a, env, sources[a.To.Digest])
 			if err != nil {
-				return nil, err
+				errs[i] = err
+				return nil
 			}
 			digest := a.To.Digest
-			c.New = pkg
-			c.Open = func() (io.ReadCloser, error) { return env.Fetcher.Open(digest) }
+			changes[i].New = pkg
+			changes[i].Open = func() (io.ReadCloser, error) { return env.Fetcher.Open(digest) }
+			return nil
+		})
+	}
+	g.Wait()
+	// The first failure in plan order, whichever finished first.
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
-		changes = append(changes, c)
 	}
 	return changes, nil
 }
@@ -70,7 +93,7 @@ func receipt(ctx context.Context, a Action, env Env, source string) (*installed.
 		return nil, fmt.Errorf("%s %s: %w", a.Kind, to.Ref(), err)
 	}
 	defer rc.Close()
-	contents, err := packages.Inspect(rc, packages.DefaultLimits())
+	contents, err := packages.Validate(rc, packages.DefaultLimits())
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", a.Kind, to.Ref(), err)
 	}
@@ -114,9 +137,12 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, re
 		}
 		return err
 	}
+	start := time.Now()
 	if err := tx.Stage(ctx); err != nil {
 		return abort(err)
 	}
+	env.Logger.Debug("staged", "took", time.Since(start))
+	start = time.Now()
 	if err := tx.PreHooks(ctx, run); err != nil {
 		return abort(err)
 	}
@@ -126,6 +152,7 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, re
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
+	env.Logger.Debug("committed", "took", time.Since(start))
 	res.Notes = append(res.Notes, KeptNotes(tx.Kept())...)
 	hookErrs := splitByPackage(tx.PostHooks(ctx, run))
 	for _, a := range p.Actions {

@@ -149,7 +149,7 @@ func (db *DB) publish(l *Layout, c *change, split bool) error {
 	files, cut := c.staged.Files, 0
 	if split {
 		cut = len(files) / 2
-		first := packages.Staged{Files: files[:cut]}
+		first := packages.Staged{Files: files[:cut], Dest: c.staged.Dest}
 		if err := first.Publish(l.Root, skip); err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (db *DB) publish(l *Layout, c *change, split bool) error {
 			return err
 		}
 	}
-	rest := packages.Staged{Files: files[cut:]}
+	rest := packages.Staged{Files: files[cut:], Dest: c.staged.Dest}
 	if err := rest.Publish(l.Root, skip); err != nil {
 		return err
 	}

@@ -370,6 +370,19 @@ func TestConflicts(t *testing.T) {
 			t.Errorf("/etc/shadow recorded as owned by %s", n)
 		}
 	})
+	t.Run("two hooks of one transaction create the same path", func(t *testing.T) {
+		m := newMachine(t)
+		first := m.build(src{name: "first", version: "1", serial: 1, files: map[string]string{"x": "1"}, install: "copy x /usr/bin/same\n"})
+		second := m.build(src{name: "second", version: "1", serial: 1, files: map[string]string{"x": "2"}, install: "copy x /usr/bin/same\n"})
+		_, err := m.apply(m.install(first), m.install(second))
+		var oe *OwnedError
+		if !errors.As(err, &oe) || oe.Owner != "first" || oe.Want != "second" {
+			t.Fatalf("second hook creating the path the first one did: %v, want *OwnedError", err)
+		}
+		if n, _, _ := m.db.Owner(t.Context(), "/usr/bin/same"); n != "first" {
+			t.Errorf("/usr/bin/same owned by %q, want first", n)
+		}
+	})
 	t.Run("hook creates another package's path", func(t *testing.T) {
 		m := newMachine(t)
 		m.mustApply(m.install(htopV1(m)))

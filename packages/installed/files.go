@@ -157,8 +157,10 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 
 // hookRows describes the paths a hook of pkg created. A path that no
 // longer exists is skipped; one owned by another package is an
-// *OwnedError and is left out; one pkg owns already keeps its flags.
-func (db *DB) hookRows(ctx context.Context, l *Layout, pkg *Package, created []string) ([]File, error) {
+// *OwnedError and is left out, as is one that claimed (when not nil) holds
+// for another package; one pkg owns already keeps its flags. claimed gains
+// the paths described.
+func (db *DB) hookRows(ctx context.Context, l *Layout, pkg *Package, created []string, claimed map[string]packages.Name) ([]File, error) {
 	var (
 		rows []File
 		errs []error
@@ -205,6 +207,13 @@ func (db *DB) hookRows(ctx context.Context, l *Layout, pkg *Package, created []s
 			continue
 		default:
 			f.Config, f.FromHook = old.Config, old.FromHook
+		}
+		if claimed != nil {
+			if o, ok := claimed[p]; ok && o != pkg.Name {
+				errs = append(errs, &OwnedError{Path: p, Owner: o, Want: pkg.Name})
+				continue
+			}
+			claimed[p] = pkg.Name
 		}
 		rows = append(rows, f)
 	}

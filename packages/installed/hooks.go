@@ -67,18 +67,34 @@ func (tx *Tx) PostHooks(ctx context.Context, run HookFunc) error {
 }
 
 // postHooks returns the hooks' errors apart from err, which stops the
-// engine.
+// engine. The paths all the hooks created are recorded in one SQL
+// transaction after the last hook: until then a crash leaves the
+// transaction committed, and recovery runs every install hook again.
 func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, run HookFunc) (hookErr, err error) {
-	var errs []error
+	var (
+		errs    []error
+		batch   []File
+		owners  []*Package // whose rows are in batch
+		claimed = map[string]packages.Name{}
+	)
 	for _, c := range cs {
 		if c.New == nil || c.New.InstallHook == "" {
 			continue
 		}
-		hookErr, err := db.runHook(ctx, l, run, c.New, packages.InstallHook)
+		rows, hookErr, err := db.runScript(ctx, l, run, c.New, packages.InstallHook, claimed)
 		if err != nil {
 			return errors.Join(errs...), err
 		}
 		errs = append(errs, hookErr)
+		if len(rows) > 0 {
+			batch = append(batch, rows...)
+			owners = append(owners, c.New)
+		}
+	}
+	if err := db.putHookRows(ctx, batch); err != nil {
+		for _, pkg := range owners {
+			errs = append(errs, &HookError{Ref: pkg.Ref(), Script: packages.InstallHook, Err: err})
+		}
 	}
 	return errors.Join(errs...), db.crash("posthooks")
 }
@@ -88,8 +104,23 @@ func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, run HookFu
 // must find them. Everything that goes wrong with the hook is hookErr; err
 // is only the test hook stopping the engine.
 func (db *DB) runHook(ctx context.Context, l *Layout, run HookFunc, pkg *Package, script string) (hookErr, err error) {
+	rows, hookErr, err := db.runScript(ctx, l, run, pkg, script, nil)
+	if err != nil {
+		return nil, err
+	}
+	if perr := db.putHookRows(ctx, rows); perr != nil {
+		hookErr = errors.Join(hookErr, &HookError{Ref: pkg.Ref(), Script: script, Err: perr})
+	}
+	return hookErr, nil
+}
+
+// runScript runs one script of pkg and describes the paths it created,
+// also when it failed halfway, without recording them. claimed, when not
+// nil, holds the paths described by earlier scripts of a batch; it gains
+// this one's.
+func (db *DB) runScript(ctx context.Context, l *Layout, run HookFunc, pkg *Package, script string, claimed map[string]packages.Name) (rows []File, hookErr, err error) {
 	if run == nil {
-		return &HookError{Ref: pkg.Ref(), Script: script, Err: errors.New("no hook runner")}, nil
+		return nil, &HookError{Ref: pkg.Ref(), Script: script, Err: errors.New("no hook runner")}, nil
 	}
 	src := pkg.InstallHook
 	if script == packages.RemoveHook {
@@ -97,22 +128,26 @@ func (db *DB) runHook(ctx context.Context, l *Layout, run HookFunc, pkg *Package
 	}
 	created, runErr := run(ctx, pkg, script, []byte(src))
 	if err := db.crash("ran " + script); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rows, rowsErr := db.hookRows(ctx, l, pkg, created)
-	var putErr error
-	if len(rows) > 0 {
-		putErr = db.inTx(ctx, func(stx *sql.Tx) error {
-			if err := putFiles(stx, rows); err != nil {
-				return err
-			}
-			return bumpGeneration(stx)
-		})
+	rows, rowsErr := db.hookRows(ctx, l, pkg, created, claimed)
+	if err := errors.Join(runErr, rowsErr); err != nil {
+		return rows, &HookError{Ref: pkg.Ref(), Script: script, Err: err}, nil
 	}
-	if err := errors.Join(runErr, rowsErr, putErr); err != nil {
-		return &HookError{Ref: pkg.Ref(), Script: script, Err: err}, nil
+	return rows, nil, nil
+}
+
+// putHookRows records the rows of hook-made paths, if any.
+func (db *DB) putHookRows(ctx context.Context, rows []File) error {
+	if len(rows) == 0 {
+		return nil
 	}
-	return nil, nil
+	return db.inTx(ctx, func(stx *sql.Tx) error {
+		if err := putFiles(stx, rows); err != nil {
+			return err
+		}
+		return bumpGeneration(stx)
+	})
 }
 
 // Done ends the transaction: its journal rows are deleted.

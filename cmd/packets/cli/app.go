@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -25,6 +26,7 @@ type App struct {
 	root, configFile string
 	verbose, debug   bool
 	yes              bool
+	cpuProfile       string
 
 	layout  *config.Layout
 	closers []io.Closer
@@ -40,6 +42,27 @@ func (a *App) Close() {
 		a.closers[i].Close()
 	}
 }
+
+// startCPUProfile profiles the command until Close (hidden --cpuprofile).
+func (a *App) startCPUProfile() error {
+	f, err := os.Create(a.cpuProfile)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	a.closers = append(a.closers, closerFunc(func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}))
+	return nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 // Layout loads the configuration once and resolves it under --root.
 func (a *App) Layout() (config.Layout, error) {

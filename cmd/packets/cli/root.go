@@ -28,6 +28,9 @@ Declare packages in /etc/packets/state.hcl (and state.d/*.hcl), then run
 			}
 			app.logger = slog.New(slog.NewTextHandler(app.stderr, &slog.HandlerOptions{Level: level}))
 			slog.SetDefault(app.logger)
+			if app.cpuProfile != "" {
+				return app.startCPUProfile()
+			}
 			return nil
 		},
 	}
@@ -37,6 +40,8 @@ Declare packages in /etc/packets/state.hcl (and state.d/*.hcl), then run
 	f.BoolVarP(&app.verbose, "verbose", "v", false, "log what packets does (to stderr)")
 	f.BoolVar(&app.debug, "debug", false, "log in detail (to stderr)")
 	f.BoolVarP(&app.yes, "yes", "y", false, "answer yes to confirmations (never overrides safety guards)")
+	f.StringVar(&app.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to `FILE` (for go tool pprof)")
+	f.MarkHidden("cpuprofile")
 	root.AddCommand(newVersionCmd())
 	app.addCommands(root)
 	return root
