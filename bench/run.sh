@@ -124,7 +124,7 @@ pacman_in() { # root, then pacman arguments
 	local root=$1
 	shift
 	pacman --root "$root" --dbpath "$root/var/lib/pacman" --cachedir "$root/var/cache/pacman" \
-		--hookdir "$root/etc/pacman.d/hooks" --config "$pacman_conf" --noconfirm --noprogressbar "$@"
+		--hookdir "$root/etc/pacman.d/hooks" --config "$pacman_conf" "$@"
 }
 export -f pacman_in
 export packets pacman_conf
@@ -152,7 +152,7 @@ export R=$fast/root
 hyperfine -N --runs "$runs" --export-json "$results/w1.json" --style basic \
 	--command-name floor --prepare "sh -c '$fresh'" "sh -c 'zstd -dcq $main_pkgs | tar -xi -C \"\$R\"'" \
 	--command-name packets --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" \
-	--command-name pacman --prepare "sh -c '$pacman_fresh'" "bash -c 'pacman_in \"\$R\" -U --noscriptlet $main_pacs'" \
+	--command-name pacman --prepare "sh -c '$pacman_fresh'" "bash -c 'pacman_in \"\$R\" -U --noconfirm --noprogressbar --noscriptlet $main_pacs'" \
 	--command-name dpkg --prepare "sh -c '$dpkg_fresh'" "dpkg --root=$R -i $main_debs" >&2
 report w1 "W1: cold apply, 200 packages (30,000 files, 250 MB) from a loopback mirror, tmpfs" -within floor=1.2 -faster pacman=3,dpkg=5
 
@@ -163,7 +163,7 @@ export R=$disk/root
 hyperfine -N --runs "$slow_runs" --export-json "$results/w2.json" --style basic \
 	--command-name 'floor + sync' --prepare "sh -c '$fresh_ext4 && $fresh'" "sh -c 'zstd -dcq $main_pkgs | tar -xi -C \"\$R\" && sync'" \
 	--command-name packets --prepare "sh -c '$fresh_ext4 && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" \
-	--command-name pacman --prepare "sh -c '$fresh_ext4 && $pacman_fresh'" "bash -c 'pacman_in \"\$R\" -U --noscriptlet $main_pacs'" \
+	--command-name pacman --prepare "sh -c '$fresh_ext4 && $pacman_fresh'" "bash -c 'pacman_in \"\$R\" -U --noconfirm --noprogressbar --noscriptlet $main_pacs'" \
 	--command-name dpkg --prepare "sh -c '$fresh_ext4 && $dpkg_fresh'" "dpkg --root=$R -i $main_debs" >&2
 umount "$disk"
 report w2 "W2: cold apply, 200 packages, journaled ext4 on a loop device, durable" -within 'floor + sync=1.3' -faster pacman=1,dpkg=1
@@ -191,7 +191,7 @@ mkdir -p "$small"
 cp -a "$t/small" "$pk"
 "$packets" --root "$pk" apply --yes >/dev/null
 small_pacs=$(ls "$r/small/pacman"/*.pkg.tar.zst | tr '\n' ' ')
-mkdir -p "$pc/var/lib/pacman" && pacman_in "$pc" -U --noscriptlet $small_pacs >/dev/null 2>&1
+mkdir -p "$pc/var/lib/pacman" && pacman_in "$pc" -U --noconfirm --noprogressbar --noscriptlet $small_pacs >/dev/null 2>&1
 repo-add -q "$r/small/pacman/bench.db.tar.gz" $small_pacs >/dev/null 2>&1
 printf '\n[bench]\nServer = file://%s\n' "$r/small/pacman" >>"$pacman_conf"
 pacman_in "$pc" -Sy >/dev/null 2>&1
@@ -205,7 +205,7 @@ apt-get $apt_opts -qq update >/dev/null 2>&1
 names=$(state s 1000 1.0 | sed -n 's/^package "\([^"]*\)".*/\1/p' | tr '\n' ' ')
 hyperfine -N --warmup 2 --runs 20 --export-json "$results/w3.json" --style basic \
 	--command-name packets "$packets --root $pk apply --yes" \
-	--command-name 'pacman -S --needed' "bash -c 'pacman_in $pc -S --needed $names'" \
+	--command-name 'pacman -S --needed' "bash -c 'pacman_in $pc -S --noconfirm --noprogressbar --needed $names'" \
 	--command-name 'apt-get -s install' "apt-get $apt_opts -s install $names" >&2
 report w3 "W3: no-op apply with 1,000 installed" -faster 'pacman -S --needed=1,apt-get -s install=1'
 hyperfine -N --warmup 2 --runs 20 --export-json "$results/w4.json" --style basic \

@@ -35,30 +35,61 @@ func fileFromInfo(pkg packages.Name, p string, fi fs.FileInfo) File {
 	return f
 }
 
-// dirCache keeps the directory last used open as an *os.Root, so that
-// the thousands of lstats and removals in one directory resolve the path
-// to it once, not once per file (os.Root walks a path a component at a
-// time, with an openat each).
+// dirCache keeps open, as *os.Roots, the directories from the root down to
+// the one last used, so that going through the files of many packages in
+// path order opens each directory once, with one openat from its parent
+// (os.Root resolves a path a component at a time, with an openat each),
+// rather than walking from the root for every file.
 type dirCache struct {
-	root *os.Root
-	dir  string
-	cur  *os.Root
+	root  *os.Root
+	chain []openDir // chain[i+1] is a child of chain[i]; the root itself is not in it
+}
+
+type openDir struct {
+	path string // root-relative
+	r    *os.Root
 }
 
 // at returns the open parent of root-relative p and p's base name.
 func (c *dirCache) at(p string) (*os.Root, string, error) {
 	dir, base := path.Split(p)
 	dir = path.Clean(dir)
-	if c.cur != nil && c.dir == dir {
-		return c.cur, base, nil
+	if dir == "." {
+		c.truncate(0)
+		return c.root, base, nil
 	}
-	c.close()
-	r, err := c.root.OpenRoot(dir)
-	if err != nil {
-		return nil, "", err
+	keep := 0
+	for keep < len(c.chain) && (dir == c.chain[keep].path || strings.HasPrefix(dir, c.chain[keep].path+"/")) {
+		keep++
 	}
-	c.cur, c.dir = r, dir
-	return r, base, nil
+	c.truncate(keep)
+	parent, done := c.root, ""
+	if keep > 0 {
+		parent, done = c.chain[keep-1].r, c.chain[keep-1].path
+	}
+	if done != dir {
+		rest := dir
+		if done != "" {
+			rest = dir[len(done)+1:]
+		}
+		for comp := range strings.SplitSeq(rest, "/") {
+			r, err := parent.OpenRoot(comp)
+			if err != nil {
+				return nil, "", err
+			}
+			done = path.Join(done, comp)
+			c.chain = append(c.chain, openDir{path: done, r: r})
+			parent = r
+		}
+	}
+	return parent, base, nil
+}
+
+func (c *dirCache) truncate(n int) {
+	for _, d := range c.chain[n:] {
+		d.r.Close()
+	}
+	c.chain = c.chain[:n]
 }
 
 func (c *dirCache) lstat(p string) (fs.FileInfo, error) {
@@ -77,12 +108,7 @@ func (c *dirCache) remove(p string) error {
 	return d.Remove(base)
 }
 
-func (c *dirCache) close() {
-	if c.cur != nil {
-		c.cur.Close()
-		c.cur = nil
-	}
-}
+func (c *dirCache) close() { c.truncate(0) }
 
 // hashFile returns the SHA-256 of the regular file at root-relative p.
 func hashFile(root *os.Root, p string) (packages.Digest, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"slices"
 	"syscall"
 
 	"github.com/packets-dev/packets/packages"
@@ -32,37 +31,52 @@ func (db *DB) Verify(ctx context.Context, root *os.Root, names []packages.Name, 
 	if err := db.Check(ctx); err != nil {
 		return nil, err
 	}
-	if len(names) == 0 {
-		s, err := db.Snapshot(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for n := range s.Packages {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-	}
-	var drift []Drift
 	dc := dirCache{root: root}
 	defer dc.close()
+	var drift []Drift
+	check := func(f File) {
+		if p := checkFile(&dc, f, fast); p != "" {
+			drift = append(drift, Drift{Package: f.Package, Path: f.Path, Problem: p})
+		}
+	}
+	if len(names) == 0 {
+		// Every file, with one query, in package then path order.
+		err := eachFile(ctx, db.sql, `SELECT `+fileColumns+` FROM files ORDER BY package, path`, check)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		return drift, nil
+	}
 	for _, n := range names {
 		if _, err := db.Package(ctx, n); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
-		files, err := db.Files(ctx, n)
+		err := eachFile(ctx, db.sql, `SELECT `+fileColumns+` FROM files WHERE package = ? ORDER BY path`, check, n)
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
-		for _, f := range files {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if p := checkFile(&dc, f, fast); p != "" {
-				drift = append(drift, Drift{Package: n, Path: f.Path, Problem: p})
-			}
-		}
 	}
 	return drift, nil
+}
+
+// eachFile calls fn with every file query returns, stopping when ctx ends.
+func eachFile(ctx context.Context, q querier, query string, fn func(File), args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := scanFile(rows)
+		if err != nil {
+			return err
+		}
+		fn(f)
+	}
+	return rows.Err()
 }
 
 // checkFile returns what is wrong with f on disk, or "".

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -84,22 +85,27 @@ func (a *App) runApply(ctx context.Context, req applyRequest, edit func(*machine
 
 // apply plans, shows, confirms and applies; it reports whether anything changed.
 func (m *machine) apply(ctx context.Context, req applyRequest) (bool, error) {
-	want, err := m.loadState(req.stateFile)
-	if err != nil {
-		return false, err
-	}
-	return m.applyState(ctx, want, req)
+	return m.applyState(ctx, func() (desired.State, error) { return m.loadState(req.stateFile) }, req)
 }
 
-// applyState is apply with the state already read.
-func (m *machine) applyState(ctx context.Context, want desired.State, req applyRequest) (bool, error) {
-	have, err := m.have(ctx)
-	if err != nil {
-		return false, err
-	}
-	cat, _, err := m.app.catalog(ctx)
-	if err != nil {
-		return false, err
+// applyState is apply with the state read by load.
+func (m *machine) applyState(ctx context.Context, load func() (desired.State, error), req applyRequest) (bool, error) {
+	// The three inputs of a plan are independent reads: side by side.
+	var (
+		want desired.State
+		have reconcile.Have
+		cat  *reconcile.MemCatalog
+		errs [3]error // reported in this order, whichever failed first
+		wg   sync.WaitGroup
+	)
+	wg.Go(func() { want, errs[0] = load() })
+	wg.Go(func() { have, errs[1] = m.have(ctx) })
+	wg.Go(func() { cat, _, errs[2] = m.app.catalog(ctx) })
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return false, err
+		}
 	}
 	if err := m.dataDirMigration(ctx, have, &req); err != nil {
 		return false, err

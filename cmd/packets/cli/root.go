@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"os"
 	"runtime"
 	"runtime/debug"
 
@@ -28,6 +29,7 @@ Declare packages in /etc/packets/state.hcl (and state.d/*.hcl), then run
 			}
 			app.logger = slog.New(slog.NewTextHandler(app.stderr, &slog.HandlerOptions{Level: level}))
 			slog.SetDefault(app.logger)
+			tuneGC(cmd)
 			if app.cpuProfile != "" {
 				return app.startCPUProfile()
 			}
@@ -45,6 +47,24 @@ Declare packages in /etc/packets/state.hcl (and state.d/*.hcl), then run
 	root.AddCommand(newVersionCmd())
 	app.addCommands(root)
 	return root
+}
+
+// longRunning is the annotation of the commands that run until stopped
+// (serve, watch).
+const longRunning = "packets/long-running"
+
+// tuneGC lets a one-shot command collect garbage less often: it allocates a
+// few MB and exits, and a no-op apply with 1,000 installed packages spends
+// a sixth of its time in the collector at the default GOGC of 100. Commands
+// that run until stopped, and a GOGC set by the user, keep the default.
+func tuneGC(cmd *cobra.Command) {
+	if os.Getenv("GOGC") != "" || cmd.Annotations[longRunning] != "" {
+		return
+	}
+	if f := cmd.Flags().Lookup("watch"); f != nil && f.Value.String() == "true" {
+		return
+	}
+	debug.SetGCPercent(400)
 }
 
 func newVersionCmd() *cobra.Command {

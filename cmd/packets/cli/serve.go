@@ -20,8 +20,9 @@ const servePIDFile = "/run/packets/serve.pid"
 
 func newServeCmd(app *App) *cobra.Command {
 	serve := &cobra.Command{
-		Use:   "serve",
-		Short: "Run the LAN peer daemon in the foreground (for systemd)",
+		Use:         "serve",
+		Annotations: map[string]string{longRunning: "true"},
+		Short:       "Run the LAN peer daemon in the foreground (for systemd)",
 		Long: `Answer LAN peers' queries for archives this machine has in its cache (UDP,
 port [peer] udp_port, default 1333) and serve them read-only over HTTP (port
 [peer] http_port, default 9123), with the verified repository files, so that

@@ -35,8 +35,9 @@ func newWatchCmd(app *App) *cobra.Command {
 	var req applyRequest
 	var wopts watchOptions
 	cmd := &cobra.Command{
-		Use:   "watch",
-		Short: "Apply, then keep the machine converged whenever the state changes",
+		Use:         "watch",
+		Annotations: map[string]string{longRunning: "true"},
+		Short:       "Apply, then keep the machine converged whenever the state changes",
 		Long: `Reconcile once, then watch the state file's directory and state.d/: every
 change (coalesced) re-reads everything and reconciles again. SIGHUP reconciles
 now; a periodic resync repairs drift. A state file that does not parse keeps
@@ -101,7 +102,7 @@ func (a *App) runWatch(ctx context.Context, req applyRequest, wopts watchOptions
 			return false, err
 		}
 		r.compute.Force = drifted
-		changed, err := m.applyState(ctx, want, r)
+		changed, err := m.applyState(ctx, func() (desired.State, error) { return want, nil }, r)
 		return changed, errors.Join(classify(err), stateErr)
 	}
 	return reconcile.Loop(ctx, cfg, triggers, run, a.loopEvents(req.json))
