@@ -7,8 +7,9 @@
 # on a tmpfs and on a freshly made loop-mounted ext4. Writes a Markdown table
 # of medians and ratios to bench/results.md (or $1). Root only: it mounts.
 #
-#   RUNS=5 SLOW_RUNS=3 bench/run.sh [OUT]
+#   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w6 w7 w10" bench/run.sh [OUT]
 #
+# ONLY picks workloads (all by default); the table then holds just those.
 # Nothing is deleted and re-extracted on /: every root lives on a tmpfs this
 # script mounts, or on an ext4 made afresh (mkfs) before every run.
 set -euo pipefail
@@ -50,6 +51,8 @@ mkdir -p "$fast" "$disk"
 mount -t tmpfs -o size=12g tmpfs "$fast"
 
 say() { printf '==> %s\n' "$*" >&2; }
+only=" ${ONLY:-w1 w2 w3 w4 w6 w7 w10} "
+want() { [[ $only == *" $1 "* ]]; }
 
 say "build packets and the bench tools"
 go build -trimpath -o "$work/packets" ./cmd/packets
@@ -147,6 +150,7 @@ fresh='rm -rf "$R" && mkdir -p "$R"'
 pacman_fresh='rm -rf "$R" && mkdir -p "$R/var/lib/pacman"'
 dpkg_fresh='rm -rf "$R" && mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" && touch "$R/var/lib/dpkg/status"'
 
+if want w1; then
 say "W1: cold apply of 200 packages on tmpfs"
 export R=$fast/root
 hyperfine -N --runs "$runs" --export-json "$results/w1.json" --style basic \
@@ -155,7 +159,9 @@ hyperfine -N --runs "$runs" --export-json "$results/w1.json" --style basic \
 	--command-name pacman --prepare "sh -c '$pacman_fresh'" "bash -c 'pacman_in \"\$R\" -U --noconfirm --noprogressbar --noscriptlet $main_pacs'" \
 	--command-name dpkg --prepare "sh -c '$dpkg_fresh'" "dpkg --root=$R -i $main_debs" >&2
 report w1 "W1: cold apply, 200 packages (30,000 files, 250 MB) from a loopback mirror, tmpfs" -within floor=1.2 -faster pacman=3,dpkg=5
+fi
 
+if want w2; then
 say "W2: the same on a journaled ext4 (made afresh for every run), durable"
 truncate -s 3G "$img"
 fresh_ext4="umount -q $disk 2>/dev/null; mkfs.ext4 -q -F $img && mount -o loop $img $disk"
@@ -167,7 +173,9 @@ hyperfine -N --runs "$slow_runs" --export-json "$results/w2.json" --style basic 
 	--command-name dpkg --prepare "sh -c '$fresh_ext4 && $dpkg_fresh'" "dpkg --root=$R -i $main_debs" >&2
 umount "$disk"
 report w2 "W2: cold apply, 200 packages, journaled ext4 on a loop device, durable" -within 'floor + sync=1.3' -faster pacman=1,dpkg=1
+fi
 
+if want w7; then
 say "W7: upgrade 20 of 200 installed packages"
 export R=$fast/root
 installed=$fast/installed-main
@@ -177,13 +185,17 @@ hyperfine -N --runs "$runs" --export-json "$results/w7.json" --style basic \
 	--command-name packets --prepare "sh -c 'rm -rf \"\$R\" && cp -a $installed \"\$R\"'" "$packets --root $R apply --yes" \
 	--command-name 'cold apply of 200 (W1)' --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" >&2
 report w7 "W7: upgrade 20 of 200 installed packages (a tenth of their files change), beside the cold apply"
+fi
 
+if want w10; then
 say "W10: 200 packages whose install hooks run"
 hyperfine -N --runs "$runs" --export-json "$results/w10.json" --style basic \
 	--command-name packets --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/hooks \"\$R\"'" "$packets --root $R apply --yes" \
 	--command-name 'without hooks (W1)' --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" >&2
 report w10 "W10: cold apply of 200 packages with install hooks (one sandbox child), beside the same without hooks" -over 'without hooks (W1)=0.05'
+fi
 
+if want w3 || want w4; then
 say "W3 and W4: 1,000 installed: no-op apply, verify --fast"
 small=$fast/small
 pk=$small/packets pc=$small/pacman dp=$small/dpkg ap=$small/apt
@@ -213,7 +225,9 @@ hyperfine -N --warmup 2 --runs 20 --export-json "$results/w4.json" --style basic
 	--command-name find "find $pk/opt/packets -printf '%s %m %T@\n'" \
 	--command-name 'pacman -Qk' "bash -c 'pacman_in $pc -Qk >/dev/null'" >&2
 report w4 "W4: verify --fast (stat-based) of 1,000 installed packages (3,000 files)" -within find=1.1 -faster 'pacman -Qk=1'
+fi
 
+if want w6; then
 say "W6: repo index of 2,000 and 20,000 packages; sync of the 20,000"
 for n in 2000 20000; do
 	"$work/corpus" -out "$c/idx$n" -prefix i -packages $n -files $n -mb $((n / 1000)) -binaries 0
@@ -225,7 +239,7 @@ cold_index='sh -c "rm -f $R/index-*.db $R/release.toml $R/release.toml.minisig"'
 hyperfine -N --runs "$slow_runs" --export-json "$results/w6.json" --style basic \
 	--command-name 'packets (20,000)' --prepare "env R=$r/idx20000 $cold_index" "$packets repo index $r/idx20000 --key $work/bench.key" \
 	--command-name 'index 2,000' --prepare "env R=$r/idx2000 $cold_index" "$packets repo index $r/idx2000 --key $work/bench.key" \
-	--command-name 're-index 20,000 unchanged' "$packets repo index $r/idx20000 --key $work/bench.key" >&2
+	--command-name 're-index 20,000 unchanged' --prepare true "$packets repo index $r/idx20000 --key $work/bench.key" >&2
 "$packets" repo serve "$r/idx20000" --listen 127.0.0.1:0 --url-file "$work/idx.url" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/idx.url" ] && break; sleep 0.05; done
@@ -235,6 +249,7 @@ hyperfine -N --runs "$runs" --export-json "$results/w6s.json" --style basic \
 	"$packets --root $R sync $(cat "$work/idx.url")" >&2
 report w6 "W6: repo index of 20,000 packages (cold), of 2,000, and re-index unchanged" -subject 'packets (20,000)'
 report w6s "W6: sync of the 20,000-package index into a fresh root, from a loopback mirror" -subject 'packets sync (20,000)'
+fi
 
 {
 	echo "# packets benchmark results"
@@ -244,6 +259,8 @@ report w6s "W6: sync of the 20,000-package index into a fresh root, from a loopb
 	echo "Medians of $runs runs ($slow_runs on ext4); ratios are each command's median over packets'."
 	echo "Corpus: bench/corpus, 200 packages, $(find "$c/main/packets" -path '*-1/*' -type f | wc -l) files, $(du -s --apparent-size -BM "$c"/main/packets/*-1 | awk '{s+=$1} END {print s}') MB; the same files as .deb (dpkg-deb -Zzstd) and pacman packages."
 	echo
-	cat "$results"/w1.md "$results"/w2.md "$results"/w3.md "$results"/w4.md "$results"/w6.md "$results"/w6s.md "$results"/w7.md "$results"/w10.md
+	for w in w1 w2 w3 w4 w6 w6s w7 w10; do
+		if [ -f "$results/$w.md" ]; then cat "$results/$w.md"; fi
+	done
 } >"$out"
 say "wrote $out"

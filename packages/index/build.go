@@ -3,6 +3,7 @@ package index
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -226,9 +227,17 @@ func writeIndex(ctx context.Context, dir string, rel Release, rows []*pkgRow, ol
 	if err != nil {
 		return ref, err
 	}
+	var oldFiles *sql.Stmt // prepared once: reused rows copy their files from it
+	if old != nil {
+		if oldFiles, err = old.conn.PrepareContext(ctx, relFilesQuery); err != nil {
+			w.abort()
+			return ref, fmt.Errorf("previous index: %w", err)
+		}
+		defer oldFiles.Close()
+	}
 	for i, r := range rows {
 		if r.oldID != 0 {
-			if r.files, err = old.relFiles(ctx, r.oldID); err != nil {
+			if r.files, err = scanRelFiles(oldFiles.QueryContext(ctx, r.oldID)); err != nil {
 				w.abort()
 				return ref, fmt.Errorf("copy %s from the previous index: %w", r.Filename, err)
 			}

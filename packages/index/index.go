@@ -215,7 +215,13 @@ func (ix *Index) Files(ctx context.Context, name packages.Name, serial int64) ([
 
 // relFiles returns package id's paths relative to data/, unsorted.
 func (ix *Index) relFiles(ctx context.Context, id int64) ([]string, error) {
-	rows, err := ix.conn.QueryContext(ctx, `SELECT rpath FROM files WHERE package_id = ?`, id)
+	return scanRelFiles(ix.conn.QueryContext(ctx, relFilesQuery, id))
+}
+
+const relFilesQuery = `SELECT rpath FROM files WHERE package_id = ?`
+
+// scanRelFiles reads the rows of relFilesQuery.
+func scanRelFiles(rows *sql.Rows, err error) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -53,48 +52,40 @@ func listArchives(dir string) ([]string, error) {
 
 // reuseTable finds rows of the previous index by archive SHA-256.
 type reuseTable struct {
-	mu   sync.Mutex
-	old  *Index
-	byID map[packages.Digest]int64
+	byDigest map[packages.Digest]packages.Available // the previous index's packages
+	ids      map[packages.Digest]int64              // and their row ids
 }
 
+// newReuseTable reads every package row of the previous index with one
+// query (one query per archive was slower than reading the archives again).
 func newReuseTable(ctx context.Context, old *Index) (*reuseTable, error) {
-	t := &reuseTable{old: old, byID: map[packages.Digest]int64{}}
+	t := &reuseTable{byDigest: map[packages.Digest]packages.Available{}, ids: map[packages.Digest]int64{}}
 	if old == nil {
 		return t, nil
 	}
-	rows, err := old.conn.QueryContext(ctx, `SELECT id, sha256 FROM packages`)
+	rows, err := old.conn.QueryContext(ctx, `SELECT `+pkgCols+` FROM packages p`)
 	if err != nil {
 		return nil, fmt.Errorf("previous index: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id int64
-		var s string
-		if err := rows.Scan(&id, &s); err != nil {
+		id, a, err := scanPackage(rows, "")
+		if err != nil {
 			return nil, fmt.Errorf("previous index: %w", err)
 		}
-		if d, err := packages.ParseDigest(s); err == nil {
-			t.byID[d] = id
-		}
+		t.byDigest[a.Digest], t.ids[a.Digest] = a, id
 	}
 	return t, rows.Err()
 }
 
 // lookup returns the previous index's row for an archive with digest d, or
 // nil.
-func (t *reuseTable) lookup(ctx context.Context, d packages.Digest) (*pkgRow, error) {
-	id, ok := t.byID[d]
+func (t *reuseTable) lookup(_ context.Context, d packages.Digest) (*pkgRow, error) {
+	a, ok := t.byDigest[d]
 	if !ok {
 		return nil, nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, a, err := scanPackage(t.old.conn.QueryRowContext(ctx, `SELECT `+pkgCols+` FROM packages p WHERE p.id = ?`, id), "")
-	if err != nil {
-		return nil, fmt.Errorf("previous index: %w", err)
-	}
-	return &pkgRow{Available: a, oldID: id}, nil
+	return &pkgRow{Available: a, oldID: t.ids[d]}, nil
 }
 
 // readArchives reads every archive, opt.Jobs at a time, and returns their
