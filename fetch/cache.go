@@ -192,16 +192,3 @@ func blobName(name, ext string) (packages.Digest, bool) {
 	d, err := packages.ParseDigest(hex)
 	return d, err == nil
 }
-
-// syncDir makes the directory entries of dir durable (a rename into it).
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

@@ -6,10 +6,11 @@
 //
 //   - Cache: a flat directory of <sha256>.tar.zst blobs (DESIGN.md §3). A blob
 //     appears under its final name only after its size and SHA-256 were checked
-//     against the signed index, the bytes were fsync'd and the part file was
-//     renamed into place (and the directory synced): the final name existing
-//     means the blob is complete and verified. Unfinished downloads live beside
-//     it as <sha256>.part and are resumed by the next run.
+//     against the signed index and the part file was renamed into place: the
+//     final name existing means the blob is complete and verified. FetchAll
+//     makes what it downloaded durable with one syncfs before it returns.
+//     Unfinished downloads live beside it as <sha256>.part and are resumed by
+//     the next run.
 //   - Source: anything that can write a blob's bytes from an offset (an HTTP
 //     Mirror, later a LAN peer). Sources never verify: the Fetcher hashes every
 //     byte it writes to the part file and checks size and digest before the

@@ -21,7 +21,7 @@ func (r *run) download(ctx context.Context, w Want) (Result, error) {
 	}
 	defer p.close()
 	done := func(source string) (Result, error) {
-		if err := p.commit(c.Path(w.Digest), c.Dir); err != nil {
+		if err := p.commit(c.Path(w.Digest)); err != nil {
 			return Result{}, fmt.Errorf("%s: %w", w, err)
 		}
 		return Result{Want: w, Source: source, Path: c.Path(w.Digest)}, nil

@@ -69,6 +69,12 @@ func (f *Fetcher) FetchAll(ctx context.Context, wants []Want) ([]Result, error) 
 	if err != nil {
 		return nil, err
 	}
+	if !f.Offline {
+		// Every blob downloaded, durable at once (see part.commit).
+		if err := f.Cache.Sync(); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]Result, len(wants))
 	var fetched int
 	var bytes int64

@@ -98,20 +98,16 @@ func (p *part) check() error {
 	return nil
 }
 
-// commit makes a verified part the cached blob: fsync, rename, then sync the
-// directory so that the rename survives a crash. The final name existing
-// means the blob is complete.
-func (p *part) commit(final, dir string) error {
-	err := p.f.Sync()
-	if cerr := p.f.Close(); err == nil {
-		err = cerr
-	}
+// commit makes a verified part the cached blob: rename. The final name
+// existing means the blob was complete and verified; FetchAll makes the
+// batch durable with one syncfs at its end, rather than an fsync per blob
+// (which cost 200 ms of a 200-package apply on ext4). A blob torn by a
+// power cut before that is refused by the hash check before any use.
+func (p *part) commit(final string) error {
+	err := p.f.Close()
 	p.f = nil
 	if err == nil {
 		err = os.Rename(p.path, final)
-	}
-	if err == nil {
-		err = syncDir(dir)
 	}
 	if err != nil {
 		return &localError{fmt.Errorf("store %s: %w", final, err)}

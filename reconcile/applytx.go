@@ -154,7 +154,9 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, re
 	}
 	env.Logger.Debug("committed", "took", time.Since(start))
 	res.Notes = append(res.Notes, KeptNotes(tx.Kept())...)
+	start = time.Now()
 	hookErrs := splitByPackage(tx.PostHooks(ctx, run))
+	env.Logger.Debug("ran the install hooks", "took", time.Since(start))
 	for _, a := range p.Actions {
 		if a.Kind == Mark {
 			continue

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/packets-dev/packets/packages"
 )
@@ -67,29 +68,46 @@ func (tx *Tx) PostHooks(ctx context.Context, run HookFunc) error {
 }
 
 // postHooks returns the hooks' errors apart from err, which stops the
-// engine. The paths all the hooks created are recorded in one SQL
-// transaction after the last hook: until then a crash leaves the
-// transaction committed, and recovery runs every install hook again.
+// engine. While the sandbox runs one hook, the paths the previous one
+// created are described (lstat, hash, owner) on another goroutine, in hook
+// order. They are all recorded in one SQL transaction after the last hook:
+// until then a crash leaves the transaction committed, and recovery runs
+// every install hook again.
 func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, run HookFunc) (hookErr, err error) {
 	var (
-		errs    []error
-		batch   []File
-		owners  []*Package // whose rows are in batch
-		claimed = map[string]packages.Name{}
+		errs     []error
+		batch    []File
+		owners   []*Package // whose rows are in batch
+		ran      = make(chan ranScript, len(cs))
+		describe sync.WaitGroup
 	)
+	describe.Go(func() {
+		claimed := map[string]packages.Name{}
+		for r := range ran {
+			rows, hookErr := db.describe(ctx, l, r, claimed)
+			errs = append(errs, hookErr)
+			if len(rows) > 0 {
+				batch = append(batch, rows...)
+				owners = append(owners, r.pkg)
+			}
+		}
+	})
+	var stop error
 	for _, c := range cs {
 		if c.New == nil || c.New.InstallHook == "" {
 			continue
 		}
-		rows, hookErr, err := db.runScript(ctx, l, run, c.New, packages.InstallHook, claimed)
+		r, err := db.execScript(ctx, run, c.New, packages.InstallHook)
 		if err != nil {
-			return errors.Join(errs...), err
+			stop = err
+			break
 		}
-		errs = append(errs, hookErr)
-		if len(rows) > 0 {
-			batch = append(batch, rows...)
-			owners = append(owners, c.New)
-		}
+		ran <- r
+	}
+	close(ran)
+	describe.Wait()
+	if stop != nil {
+		return errors.Join(errs...), stop
 	}
 	if err := db.putHookRows(ctx, batch); err != nil {
 		for _, pkg := range owners {
@@ -104,37 +122,52 @@ func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, run HookFu
 // must find them. Everything that goes wrong with the hook is hookErr; err
 // is only the test hook stopping the engine.
 func (db *DB) runHook(ctx context.Context, l *Layout, run HookFunc, pkg *Package, script string) (hookErr, err error) {
-	rows, hookErr, err := db.runScript(ctx, l, run, pkg, script, nil)
+	r, err := db.execScript(ctx, run, pkg, script)
 	if err != nil {
 		return nil, err
 	}
+	rows, hookErr := db.describe(ctx, l, r, nil)
 	if perr := db.putHookRows(ctx, rows); perr != nil {
 		hookErr = errors.Join(hookErr, &HookError{Ref: pkg.Ref(), Script: script, Err: perr})
 	}
 	return hookErr, nil
 }
 
-// runScript runs one script of pkg and describes the paths it created,
-// also when it failed halfway, without recording them. claimed, when not
-// nil, holds the paths described by earlier scripts of a batch; it gains
-// this one's.
-func (db *DB) runScript(ctx context.Context, l *Layout, run HookFunc, pkg *Package, script string, claimed map[string]packages.Name) (rows []File, hookErr, err error) {
+// ranScript is a script that ran: the paths it reported creating and its
+// own failure.
+type ranScript struct {
+	pkg     *Package
+	script  string
+	created []string
+	err     error
+}
+
+// execScript runs one script of pkg; err is only the test hook stopping
+// the engine.
+func (db *DB) execScript(ctx context.Context, run HookFunc, pkg *Package, script string) (ranScript, error) {
+	r := ranScript{pkg: pkg, script: script}
 	if run == nil {
-		return nil, &HookError{Ref: pkg.Ref(), Script: script, Err: errors.New("no hook runner")}, nil
+		r.err = errors.New("no hook runner")
+		return r, nil
 	}
 	src := pkg.InstallHook
 	if script == packages.RemoveHook {
 		src = pkg.RemoveHook
 	}
-	created, runErr := run(ctx, pkg, script, []byte(src))
-	if err := db.crash("ran " + script); err != nil {
-		return nil, nil, err
+	r.created, r.err = run(ctx, pkg, script, []byte(src))
+	return r, db.crash("ran " + script)
+}
+
+// describe returns the rows of the paths r created, also when it failed
+// halfway, without recording them, and r's *HookError if anything went
+// wrong. claimed, when not nil, holds the paths described by earlier
+// scripts of a batch; it gains this one's.
+func (db *DB) describe(ctx context.Context, l *Layout, r ranScript, claimed map[string]packages.Name) ([]File, error) {
+	rows, rowsErr := db.hookRows(ctx, l, r.pkg, r.created, claimed)
+	if err := errors.Join(r.err, rowsErr); err != nil {
+		return rows, &HookError{Ref: r.pkg.Ref(), Script: r.script, Err: err}
 	}
-	rows, rowsErr := db.hookRows(ctx, l, pkg, created, claimed)
-	if err := errors.Join(runErr, rowsErr); err != nil {
-		return rows, &HookError{Ref: pkg.Ref(), Script: script, Err: err}, nil
-	}
-	return rows, nil, nil
+	return rows, nil
 }
 
 // putHookRows records the rows of hook-made paths, if any.
