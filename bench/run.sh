@@ -257,7 +257,7 @@ fi
 	echo "Measured by \`make bench-commands\` (bench/run.sh) on $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d);"
 	echo "hyperfine $(hyperfine --version | cut -d' ' -f2), pacman $(pacman -V 2>/dev/null | sed -n 's/.*Pacman v\([0-9.]*\).*/\1/p' | head -1), dpkg $(dpkg-query -W -f '${Version}' dpkg), apt $(dpkg-query -W -f '${Version}' apt)."
 	echo "Medians of $runs runs ($slow_runs on ext4); ratios are each command's median over packets'."
-	echo "Corpus: bench/corpus, 200 packages, $(find "$c/main/packets" -path '*-1/*' -type f | wc -l) files, $(du -s --apparent-size -BM "$c"/main/packets/*-1 | awk '{s+=$1} END {print s}') MB; the same files as .deb (dpkg-deb -Zzstd) and pacman packages."
+	echo "Corpus: bench/corpus, 200 packages, $(find "$c/main/packets" -path '*-1/*' -type f -printf '%s\n' | awk '{s += $1; n++} END {printf "%d files, %.0f MB", n, s / 1e6}'); the same files as .deb (dpkg-deb -Zzstd) and pacman packages."
 	echo
 	for w in w1 w2 w3 w4 w6 w6s w7 w10; do
 		if [ -f "$results/$w.md" ]; then cat "$results/$w.md"; fi
