@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/packets-dev/packets/lua"
+	"github.com/packets-dev/packets/packages"
 )
 
 // run runs src as htop's install.lua on m, failing the test on error.
@@ -105,7 +106,7 @@ assert(os.copy("data/etc/htoprc", "/usr/bin/htoprc"))`)
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if strings.Contains(e.Name(), ".tmp-") {
+		if strings.HasPrefix(e.Name(), packages.HookTempPrefix) {
 			t.Errorf("temporary file left: %s", e.Name())
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
+	"github.com/packets-dev/packets/packages"
 	"io"
 	"io/fs"
 	"os"
@@ -301,12 +301,12 @@ func (s *sandbox) copyFile(src, dst loc) (string, error) {
 	return dst.machine, nil
 }
 
-// tempName is a fresh name beside rel, matching the *.tmp-* pattern that
-// packets sweeps after a crash.
+// tempName is a fresh name beside rel, starting with
+// packages.HookTempPrefix, which recovery sweeps after a crash killed a hook.
 func tempName(rel string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return path.Join(path.Dir(rel), fmt.Sprintf(".%s.tmp-%s", path.Base(rel), hex.EncodeToString(b[:])))
+	return path.Join(path.Dir(rel), packages.HookTempPrefix+hex.EncodeToString(b[:]))
 }
 
 func (s *sandbox) osSymlink(L *glua.LState) int {

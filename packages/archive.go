@@ -48,6 +48,12 @@ const maxComponentLen = 255
 // package and a recovery sweep of "<dir>/.pk-*" can never delete one.
 const TempPrefix = ".pk-"
 
+// HookTempPrefix starts the temporary names through which the hook file
+// functions write (os.copy, os.symlink, in the package's dir and the bin
+// dir). After a crash interrupted a hook, recovery deletes "<dir>/.pk-hook-*"
+// in the dirs the interrupted transaction's hooks could write to.
+const HookTempPrefix = TempPrefix + "hook-"
+
 // ErrTooLarge is wrapped by the error reading an archive that decompresses
 // to more than Limits allow: a zstd bomb, an oversize file or too many
 // entries. It is terminal: the same bytes will always fail.

@@ -223,3 +223,33 @@ func (sc *crashScenario) check(t *testing.T, m *machine, forward bool, oldTree, 
 		t.Errorf("journal after recovery: %d rows, %v", len(rows), err)
 	}
 }
+
+// TestRecoverSweepsHookTemps: a crash killed the hook sandbox in the middle
+// of os.copy, leaving its temporary in the bin dir (and one in the package
+// dir). Recovery deletes them and nothing else.
+func TestRecoverSweepsHookTemps(t *testing.T) {
+	m := newMachine(t)
+	p := m.build(src{name: "tool", version: "1", serial: 1, files: map[string]string{"x": "x"}, install: "copy x /usr/bin/tool\n"})
+	m.db.crashAt = crashOnce(t, "ran install.lua")
+	if _, err := m.apply(m.install(p)); !errors.Is(err, errCrash) {
+		t.Fatalf("apply: %v, want the simulated crash", err)
+	}
+	left := []string{"usr/bin/" + packages.HookTempPrefix + "0123456789abcdef", "opt/packets/tool/data/" + packages.HookTempPrefix + "fedcba9876543210"}
+	for _, f := range left {
+		must(t, m.root.WriteFile(f, []byte("half a copy"), 0o600))
+	}
+	must(t, m.root.WriteFile("usr/bin/.keep", []byte("not ours"), 0o644))
+	m.reopen()
+	if _, err := m.db.Recover(t.Context(), m.l, m.open, m.run); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range left {
+		if _, err := m.root.Lstat(f); err == nil {
+			t.Errorf("recovery left %s", f)
+		}
+	}
+	if _, err := m.root.Lstat("usr/bin/.keep"); err != nil {
+		t.Errorf("recovery removed a file that is not a hook's temporary: %v", err)
+	}
+	m.verifyClean()
+}

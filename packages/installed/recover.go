@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/packets-dev/packets/packages"
 )
@@ -67,6 +68,9 @@ func (db *DB) recoverTx(ctx context.Context, l *Layout, rows []*journalRow, open
 		forward = forward || r.state == stateStaged || r.state == stateCommitted
 	}
 	txID := rows[0].tx
+	if err := sweepHookTemps(l, cs); err != nil {
+		return err
+	}
 	if !forward {
 		hookErr, err := db.rollback(ctx, l, txID, cs, run)
 		if err != nil {
@@ -107,6 +111,30 @@ func (db *DB) recoverTx(ctx context.Context, l *Layout, rows []*journalRow, open
 	rep.HookErrors = errors.Join(rep.HookErrors, hookErr)
 	db.log.Info("completed an interrupted transaction", "tx", txID, "changes", len(cs))
 	return db.inTx(ctx, func(stx *sql.Tx) error { return deleteJournal(ctx, stx, txID) })
+}
+
+// sweepHookTemps deletes what hooks killed half-way through a file
+// function left (packages.HookTempPrefix) in the dirs the hooks of cs may
+// write to: their packages' dirs and the bin dir.
+func sweepHookTemps(l *Layout, cs []*change) error {
+	dirs := []string{}
+	if l.BinDir != "" {
+		dirs = append(dirs, l.BinDir)
+	}
+	for _, c := range cs {
+		for _, p := range []*Package{c.Old, c.New} {
+			if p != nil {
+				dirs = append(dirs, p.DataDir)
+			}
+		}
+	}
+	hook := strings.TrimSuffix(strings.TrimPrefix(packages.HookTempPrefix, packages.TempPrefix), "-")
+	for _, d := range dirs {
+		if err := sweepTemps(l.Root, d, []string{hook}); err != nil {
+			return fmt.Errorf("sweep hook temporaries in %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // restage sweeps the temps of the earlier attempt and extracts every new
