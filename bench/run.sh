@@ -7,7 +7,7 @@
 # on a tmpfs and on a freshly made loop-mounted ext4. Writes a Markdown table
 # of medians and ratios to bench/results.md (or $1). Root only: it mounts.
 #
-#   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w6 w7 w10" bench/run.sh [OUT]
+#   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w6 w7 w8 w10" bench/run.sh [OUT]
 #
 # ONLY picks workloads (all by default); the table then holds just those.
 # Nothing is deleted and re-extracted on /: every root lives on a tmpfs this
@@ -51,7 +51,7 @@ mkdir -p "$fast" "$disk"
 mount -t tmpfs -o size=12g tmpfs "$fast"
 
 say() { printf '==> %s\n' "$*" >&2; }
-only=" ${ONLY:-w1 w2 w3 w4 w6 w7 w10} "
+only=" ${ONLY:-w1 w2 w3 w4 w6 w7 w8 w10} "
 want() { [[ $only == *" $1 "* ]]; }
 
 say "build packets and the bench tools"
@@ -251,6 +251,28 @@ report w6 "W6: repo index of 20,000 packages (cold), of 2,000, and re-index unch
 report w6s "W6: sync of the 20,000-package index into a fresh root, from a loopback mirror" -subject 'packets sync (20,000)'
 fi
 
+if want w8; then
+	say "W8: LAN transfer across veth pairs in network namespaces, unshaped and shaped to 1 Gbit/s with tc"
+	go test -tags netns -count=1 -run '^$' -bench NetnsTransfer -benchtime 1x ./peer >"$results/w8.txt"
+	cat "$results/w8.txt" >&2
+	{
+		echo "### W8: a 64 MiB blob from a LAN peer and from a plain HTTP mirror over the same link (veth pairs, a bridge, tc tbf)"
+		echo
+		echo "| link | peer | plain HTTP | peer ÷ HTTP | peer ÷ line rate | discovery | fallback to the mirror |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
+		awk '/^BenchmarkNetnsTransfer\// {
+			split($1, n, "/"); sub(/-[0-9]+$/, "", n[2]); delete m
+			for (i = 3; i < NF; i += 2) m[$(i + 1)] = $i
+			line = ("peer/line-rate" in m) ? sprintf("%.0f%%", 100 * m["peer/line-rate"]) : "—"
+			printf "| %s | %.0f MB/s | %.0f MB/s | %.2f | %s | %.0f µs | %.0f ms |\n", n[2], m["peer-MB/s"], m["mirror-MB/s"], m["peer/mirror"], line, m["discovery-µs"], m["fallback-ms"]
+		}' "$results/w8.txt"
+		echo
+		echo "Targets (1 Gbit/s): ≥ 90% of line rate; discovery ≤ 50 ms; fallback to the mirror ≤ 1 s."
+		echo
+	} >"$results/w8.md"
+	cat "$results/w8.md" >&2
+fi
+
 {
 	echo "# packets benchmark results"
 	echo
@@ -259,7 +281,7 @@ fi
 	echo "Medians of $runs runs ($slow_runs on ext4); ratios are each command's median over packets'."
 	echo "Corpus: bench/corpus, 200 packages, $(find "$c/main/packets" -path '*-1/*' -type f -printf '%s\n' | awk '{s += $1; n++} END {printf "%d files, %.0f MB", n, s / 1e6}'); the same files as .deb (dpkg-deb -Zzstd) and pacman packages."
 	echo
-	for w in w1 w2 w3 w4 w6 w6s w7 w10; do
+	for w in w1 w2 w3 w4 w6 w6s w7 w8 w10; do
 		if [ -f "$results/$w.md" ]; then cat "$results/$w.md"; fi
 	done
 } >"$out"
