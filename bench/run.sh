@@ -7,7 +7,7 @@
 # on a tmpfs and on a freshly made loop-mounted ext4. Writes a Markdown table
 # of medians and ratios to bench/results.md (or $1). Root only: it mounts.
 #
-#   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w6 w7 w8 w10" bench/run.sh [OUT]
+#   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w6 w7 w8 w9 w10" bench/run.sh [OUT]
 #
 # ONLY picks workloads (all by default); the table then holds just those.
 # Nothing is deleted and re-extracted on /: every root lives on a tmpfs this
@@ -51,7 +51,7 @@ mkdir -p "$fast" "$disk"
 mount -t tmpfs -o size=12g tmpfs "$fast"
 
 say() { printf '==> %s\n' "$*" >&2; }
-only=" ${ONLY:-w1 w2 w3 w4 w6 w7 w8 w10} "
+only=" ${ONLY:-w1 w2 w3 w4 w6 w7 w8 w9 w10} "
 want() { [[ $only == *" $1 "* ]]; }
 
 say "build packets and the bench tools"
@@ -273,6 +273,26 @@ if want w8; then
 	cat "$results/w8.md" >&2
 fi
 
+if want w9; then
+	say "W9: four hosts apply the same state, peering off, rolling, simultaneous"
+	go test -tags netns -count=1 -run '^$' -bench LANFleet -benchtime 1x ./e2e >"$results/w9.txt"
+	cat "$results/w9.txt" >&2
+	{
+		echo "### W9: a mirror and four hosts in network namespaces apply the same state (the real binary)"
+		echo
+		echo "| peering | copies of the archives the mirror served |"
+		echo "|---|---:|"
+		awk '/^BenchmarkLANFleet\// {
+			split($1, n, "/"); sub(/-[0-9]+$/, "", n[2])
+			for (i = 3; i < NF; i += 2) if ($(i + 1) == "mirror-copies") printf "| %s | %.2f |\n", n[2], $i
+		}' "$results/w9.txt"
+		echo
+		echo "Target: ≤ 1.3 copies with peering on."
+		echo
+	} >"$results/w9.md"
+	cat "$results/w9.md" >&2
+fi
+
 {
 	echo "# packets benchmark results"
 	echo
@@ -281,7 +301,7 @@ fi
 	echo "Medians of $runs runs ($slow_runs on ext4); ratios are each command's median over packets'."
 	echo "Corpus: bench/corpus, 200 packages, $(find "$c/main/packets" -path '*-1/*' -type f -printf '%s\n' | awk '{s += $1; n++} END {printf "%d files, %.0f MB", n, s / 1e6}'); the same files as .deb (dpkg-deb -Zzstd) and pacman packages."
 	echo
-	for w in w1 w2 w3 w4 w6 w6s w7 w8 w10; do
+	for w in w1 w2 w3 w4 w6 w6s w7 w8 w9 w10; do
 		if [ -f "$results/$w.md" ]; then cat "$results/$w.md"; fi
 	done
 } >"$out"

@@ -123,7 +123,7 @@ func assertSources(t *testing.T, out, want string) {
 }
 
 // mirrorRequests counts archive downloads in the mirror's log.
-func mirrorRequests(t *testing.T, log string) int {
+func mirrorRequests(t testing.TB, log string) int {
 	b, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func mirrorRequests(t *testing.T, log string) int {
 }
 
 type lan struct {
-	t      *testing.T
+	t      testing.TB
 	ip     string
 	prefix string
 	n      int
@@ -140,7 +140,7 @@ type lan struct {
 
 // newLAN makes a "switch" namespace holding a bridge; hosts join it with
 // veth pairs. Everything is deleted when the test ends.
-func newLAN(t *testing.T, ip string) *lan {
+func newLAN(t testing.TB, ip string) *lan {
 	l := &lan{t: t, ip: ip, prefix: fmt.Sprintf("pke%d", os.Getpid()%100000)}
 	sw := l.prefix + "-sw"
 	l.must("netns", "add", sw)
@@ -173,7 +173,7 @@ func (l *lan) must(args ...string) {
 
 // waitFor polls cond for at most 10 s: for a server in another namespace to
 // come up, where no readiness fd can be passed.
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

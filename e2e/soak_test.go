@@ -224,7 +224,7 @@ func (s *soak) check(state string) {
 	}
 }
 
-func mustWriteFile(t *testing.T, path, content string) {
+func mustWriteFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
