@@ -7,7 +7,7 @@
 # on a tmpfs and on a freshly made loop-mounted ext4. Writes a Markdown table
 # of medians and ratios to bench/results.md (or $1). Root only: it mounts.
 #
-#   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w6 w7 w8 w9 w10" bench/run.sh [OUT]
+#   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w5 w6 w7 w8 w9 w10" bench/run.sh [OUT]
 #
 # ONLY picks workloads (all by default); the table then holds just those.
 # Nothing is deleted and re-extracted on /: every root lives on a tmpfs this
@@ -51,7 +51,7 @@ mkdir -p "$fast" "$disk"
 mount -t tmpfs -o size=12g tmpfs "$fast"
 
 say() { printf '==> %s\n' "$*" >&2; }
-only=" ${ONLY:-w1 w2 w3 w4 w6 w7 w8 w9 w10} "
+only=" ${ONLY:-w1 w2 w3 w4 w5 w6 w7 w8 w9 w10} "
 want() { [[ $only == *" $1 "* ]]; }
 
 say "build packets and the bench tools"
@@ -227,6 +227,32 @@ hyperfine -N --warmup 2 --runs 20 --export-json "$results/w4.json" --style basic
 report w4 "W4: verify --fast (stat-based) of 1,000 installed packages (3,000 files)" -within find=1.1 -faster 'pacman -Qk=1'
 fi
 
+if want w5; then
+	say "W5: plan against a 63,000-package index shaped like Debian's, beside libsolv's testsolv"
+	command -v testsolv >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsolv-tools >/dev/null; }
+	w5=$fast/w5
+	mkdir -p "$w5"
+	# 63,000 packages, about 2.5 dependencies each; the state declares every 63rd (1,000).
+	"$work/corpus" -out "$c/w5" -prefix d -packages 63000 -files 63000 -mb 6 -binaries 0 -deps 2.5 -formats packets \
+		-state-every 63 -state "$w5/state.hcl" -testsolv "$w5/case.t"
+	mkdir -p "$r/w5/packages"
+	ls "$c/w5/packets" | xargs -P "$(nproc)" -n 500 sh -c 'for d; do "$0" build "'"$c/w5/packets"'/$d" -o "'"$r/w5/packages"'/$d.tar.zst" >/dev/null || exit 1; done' "$packets"
+	rm -rf "$c/w5"
+	"$packets" repo index "$r/w5" --key "$work/bench.key" >/dev/null
+	"$packets" repo serve "$r/w5" --listen 127.0.0.1:0 --url-file "$work/w5.url" >/dev/null 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do [ -s "$work/w5.url" ] && break; sleep 0.05; done
+	mkdir -p "$w5/root/etc/packets/keys" && cp "$work/bench.pub" "$w5/root/etc/packets/keys/"
+	"$packets" --root "$w5/root" sync "$(cat "$work/w5.url")" >/dev/null
+	# Both must find the same transaction: the same number of installs.
+	ours=$("$packets" --root "$w5/root" plan -f "$w5/state.hcl" --json | grep -c '"action": "install"')
+	theirs=$(testsolv -r "$w5/case.t" | grep -c '^install ')
+	hyperfine -N --warmup 1 --runs "$runs" --export-json "$results/w5.json" --style basic \
+		--command-name packets "$packets --root $w5/root plan -f $w5/state.hcl" \
+		--command-name 'testsolv (libsolv)' "testsolv -r $w5/case.t" >&2
+	report w5 "W5: plan 1,000 declared packages against a 63,000-package index (about 2.5 dependencies each), beside libsolv's testsolv on the same problem (packets: $ours installs, libsolv: $theirs)" -faster 'testsolv (libsolv)=1'
+fi
+
 if want w6; then
 say "W6: repo index of 2,000 and 20,000 packages; sync of the 20,000"
 for n in 2000 20000; do
@@ -301,7 +327,7 @@ fi
 	echo "Medians of $runs runs ($slow_runs on ext4); ratios are each command's median over packets'."
 	echo "Corpus: bench/corpus, 200 packages, $(find "$c/main/packets" -path '*-1/*' -type f -printf '%s\n' | awk '{s += $1; n++} END {printf "%d files, %.0f MB", n, s / 1e6}'); the same files as .deb (dpkg-deb -Zzstd) and pacman packages."
 	echo
-	for w in w1 w2 w3 w4 w6 w6s w7 w8 w9 w10; do
+	for w in w1 w2 w3 w4 w5 w6 w6s w7 w8 w9 w10; do
 		if [ -f "$results/$w.md" ]; then cat "$results/$w.md"; fi
 	done
 } >"$out"

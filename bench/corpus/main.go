@@ -6,9 +6,14 @@
 // (/opt/packets/NAME/data/...).
 //
 //	corpus -out DIR [-packages 200] [-files 30000] [-mb 170] [-binaries 4] [-binary-mb 20] [-upgrades 20] [-hooks]
+//	       [-deps 0] [-formats packets,deb,pacman] [-state-every N -state FILE -testsolv FILE]
 //
 // writes DIR/packets/NAME-SERIAL, DIR/deb/NAME-SERIAL and
-// DIR/pacman/NAME-SERIAL. Most files are a few KB of text; a few packages
+// DIR/pacman/NAME-SERIAL. With -deps D, package i depends on about D of
+// the packages before it, the popular low-numbered ones most (as libraries
+// are in Debian), half of them with a ">= 1.0" constraint. -state writes a
+// state file declaring every Nth package, and -testsolv a libsolv testcase
+// of the same universe and the same install job, for testsolv. Most files are a few KB of text; a few packages
 // carry one large binary-like file (part random, part text, so it
 // compresses as a real binary does). With -upgrades N, every
 // (packages/N)th package also gets a serial 2 that changes a tenth of its
@@ -24,6 +29,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 type config struct {
@@ -34,6 +41,10 @@ type config struct {
 	binaries, binaryMB      int
 	upgrades                int
 	hooks                   bool
+	deps                    float64
+	formats                 map[string]bool
+	stateEvery              int
+	stateFile, testsolvFile string
 	filesPerDir, vocabulary int
 }
 
@@ -48,7 +59,16 @@ func main() {
 	flag.IntVar(&c.binaryMB, "binary-mb", 20, "size of each large binary, in MB")
 	flag.IntVar(&c.upgrades, "upgrades", 0, "number of packages that also get a serial 2")
 	flag.BoolVar(&c.hooks, "hooks", false, "give every package install and remove hooks")
+	flag.Float64Var(&c.deps, "deps", 0, "average number of dependencies per package")
+	formats := flag.String("formats", "packets,deb,pacman", "which of packets, deb and pacman to write")
+	flag.IntVar(&c.stateEvery, "state-every", 0, "the state declares every `N`th package")
+	flag.StringVar(&c.stateFile, "state", "", "write the state file (with -state-every) to `FILE`")
+	flag.StringVar(&c.testsolvFile, "testsolv", "", "write a libsolv testcase of the universe and the state's install job to `FILE`")
 	flag.Parse()
+	c.formats = map[string]bool{}
+	for f := range strings.SplitSeq(*formats, ",") {
+		c.formats[f] = true
+	}
 	if c.out == "" || c.packages <= 0 || c.files < 0 {
 		flag.Usage()
 		os.Exit(2)
@@ -79,7 +99,75 @@ func run(c config) error {
 			}
 		}
 	}
+	if c.stateEvery > 0 && c.stateFile != "" {
+		if err := writeState(&c); err != nil {
+			return err
+		}
+	}
+	if c.stateEvery > 0 && c.testsolvFile != "" {
+		return writeTestsolv(&c)
+	}
 	return nil
+}
+
+// dep is one dependency of a package.
+type dep struct {
+	on      int  // the package depended on
+	atLeast bool // with ">= 1.0"
+}
+
+// depsOf returns package i's dependencies: about c.deps of the packages
+// before it (so there is no cycle), low numbers most often.
+func depsOf(c *config, i int) []dep {
+	if c.deps <= 0 || i == 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(uint64(i), 7))
+	n := rng.IntN(int(2*c.deps) + 1)
+	seen := map[int]bool{}
+	var ds []dep
+	for range n {
+		u := rng.Float64()
+		j := int(float64(i) * u * u * u)
+		if seen[j] {
+			continue
+		}
+		seen[j] = true
+		ds = append(ds, dep{on: j, atLeast: rng.IntN(2) == 0})
+	}
+	return ds
+}
+
+func (c *config) name(i int) string { return fmt.Sprintf("%s%03d", c.prefix, i) }
+
+func writeState(c *config) error {
+	var b strings.Builder
+	for i := 0; i < c.packages; i += c.stateEvery {
+		fmt.Fprintf(&b, "package %q {}\n", c.name(i))
+	}
+	return os.WriteFile(c.stateFile, []byte(b.String()), 0o644)
+}
+
+// writeTestsolv writes the universe as one testtags repository and the
+// state's packages as install jobs on an empty system.
+func writeTestsolv(c *config) error {
+	var b strings.Builder
+	b.WriteString("repo system 0 testtags <inline>\nrepo available 0 testtags <inline>\n")
+	for i := range c.packages {
+		fmt.Fprintf(&b, "#>=Pkg: %s 1.0 1 noarch\n", c.name(i))
+		for _, d := range depsOf(c, i) {
+			if d.atLeast {
+				fmt.Fprintf(&b, "#>=Req: %s >= 1.0\n", c.name(d.on))
+			} else {
+				fmt.Fprintf(&b, "#>=Req: %s\n", c.name(d.on))
+			}
+		}
+	}
+	b.WriteString("system x86_64 rpm system\n")
+	for i := 0; i < c.packages; i += c.stateEvery {
+		fmt.Fprintf(&b, "job install name %s\n", c.name(i))
+	}
+	return os.WriteFile(c.testsolvFile, []byte(b.String()), 0o644)
 }
 
 // vocabulary returns n pseudo-words of 2 to 11 letters.
@@ -102,7 +190,7 @@ type pkg struct {
 	words []string
 }
 
-func (p pkg) name() string { return fmt.Sprintf("%s%03d", p.c.prefix, p.i) }
+func (p pkg) name() string { return p.c.name(p.i) }
 
 // write writes serial s of the package in the three formats.
 func (p pkg) write(serial int) error {
@@ -115,8 +203,18 @@ func (p pkg) write(serial int) error {
 		return err
 	}
 	version := fmt.Sprintf("%d.0", serial)
-	manifest := fmt.Sprintf("[Info]\nname = %q\nversion = %q\ndescription = \"benchmark package %d\"\nauthor = \"packets bench\"\nfamily = \"00000000-0000-4000-8000-%012d\"\nserial = %d\n",
-		name, version, p.i, p.i+1, serial)
+	ds := depsOf(p.c, p.i)
+	var pdeps, debDeps, pacDeps []string
+	for _, d := range ds {
+		n := p.c.name(d.on)
+		if d.atLeast {
+			pdeps, debDeps, pacDeps = append(pdeps, strconv.Quote(n+" >= 1.0")), append(debDeps, n+" (>= 1.0)"), append(pacDeps, "depend = "+n+">=1.0\n")
+		} else {
+			pdeps, debDeps, pacDeps = append(pdeps, strconv.Quote(n)), append(debDeps, n), append(pacDeps, "depend = "+n+"\n")
+		}
+	}
+	manifest := fmt.Sprintf("[Info]\nname = %q\nversion = %q\ndescription = \"benchmark package %d\"\nauthor = \"packets bench\"\nfamily = \"00000000-0000-4000-8000-%012d\"\nserial = %d\ndependencies = [%s]\n",
+		name, version, p.i, p.i+1, serial, strings.Join(pdeps, ", "))
 	if p.c.hooks {
 		manifest += "\n[Hooks]\ninstall = \"install.lua\"\nremove = \"remove.lua\"\n"
 		install := fmt.Sprintf("local ok, err = os.copy(path_join(data_dir, \"bin/%[1]s\"), path_join(packets_bin_dir, \"%[1]s\"))\nif not ok then error(err) end\n", name)
@@ -130,18 +228,26 @@ func (p pkg) write(serial int) error {
 	}
 
 	kb := (size + 1023) / 1024
-	deb := filepath.Join(p.c.out, "deb", id)
-	control := fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: packets bench <bench@example.invalid>\nInstalled-Size: %d\nDescription: benchmark package %d\n", name, version, kb, p.i)
-	if err := writeFiles(deb, map[string]string{"DEBIAN/control": control}); err != nil {
-		return err
+	if p.c.formats["deb"] {
+		deb := filepath.Join(p.c.out, "deb", id)
+		control := fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: packets bench <bench@example.invalid>\nInstalled-Size: %d\nDescription: benchmark package %d\n", name, version, kb, p.i)
+		if len(debDeps) > 0 {
+			control += "Depends: " + strings.Join(debDeps, ", ") + "\n"
+		}
+		if err := writeFiles(deb, map[string]string{"DEBIAN/control": control}); err != nil {
+			return err
+		}
+		if err := linkTree(data, filepath.Join(deb, "opt/packets", name, "data")); err != nil {
+			return err
+		}
 	}
-	pac := filepath.Join(p.c.out, "pacman", id)
-	pkginfo := fmt.Sprintf("pkgname = %s\npkgbase = %s\npkgver = %s-1\npkgdesc = benchmark package %d\nurl = https://example.invalid\nbuilddate = 0\npackager = packets bench\nsize = %d\narch = any\n", name, name, version, p.i, size)
-	if err := writeFiles(pac, map[string]string{".PKGINFO": pkginfo}); err != nil {
-		return err
-	}
-	for _, root := range []string{deb, pac} {
-		if err := linkTree(data, filepath.Join(root, "opt/packets", name, "data")); err != nil {
+	if p.c.formats["pacman"] {
+		pac := filepath.Join(p.c.out, "pacman", id)
+		pkginfo := fmt.Sprintf("pkgname = %s\npkgbase = %s\npkgver = %s-1\npkgdesc = benchmark package %d\nurl = https://example.invalid\nbuilddate = 0\npackager = packets bench\nsize = %d\narch = any\n%s", name, name, version, p.i, size, strings.Join(pacDeps, ""))
+		if err := writeFiles(pac, map[string]string{".PKGINFO": pkginfo}); err != nil {
+			return err
+		}
+		if err := linkTree(data, filepath.Join(pac, "opt/packets", name, "data")); err != nil {
 			return err
 		}
 	}

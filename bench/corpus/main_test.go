@@ -13,7 +13,8 @@ import (
 // small is a corpus of 6 packages, 60 files, one binary, one upgrade.
 func small(out string) config {
 	return config{out: out, prefix: "t", packages: 6, files: 60, smallMB: 1, binaries: 1, binaryMB: 1,
-		upgrades: 2, hooks: true, filesPerDir: 20, vocabulary: 64}
+		upgrades: 2, hooks: true, filesPerDir: 20, vocabulary: 64,
+		formats: map[string]bool{"packets": true, "deb": true, "pacman": true}}
 }
 
 // TestDeterministic: the same flags give the same bytes, and the three
@@ -77,4 +78,57 @@ func sums(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestDependencies: with -deps, every dependency names an earlier package
+// (no cycles), the three formats and the testsolv case agree, and the state
+// and the install jobs name the same packages.
+func TestDependencies(t *testing.T) {
+	dir := t.TempDir()
+	c := small(filepath.Join(dir, "c"))
+	c.packages, c.files, c.binaries, c.upgrades, c.deps = 40, 40, 0, 0, 2
+	c.stateEvery, c.stateFile, c.testsolvFile = 7, filepath.Join(dir, "state.hcl"), filepath.Join(dir, "case.t")
+	if err := run(c); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for i := range c.packages {
+		ds := depsOf(&c, i)
+		total += len(ds)
+		m, err := os.ReadFile(filepath.Join(c.out, "packets", c.name(i)+"-1", "manifest.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		control, err := os.ReadFile(filepath.Join(c.out, "deb", c.name(i)+"-1", "DEBIAN", "control"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if d.on >= i {
+				t.Errorf("%s depends on %s, not an earlier package", c.name(i), c.name(d.on))
+			}
+			if !strings.Contains(string(m), `"`+c.name(d.on)) || !strings.Contains(string(control), c.name(d.on)) {
+				t.Errorf("%s: dependency on %s missing from a format", c.name(i), c.name(d.on))
+			}
+		}
+	}
+	if total == 0 {
+		t.Fatal("no dependencies at all")
+	}
+	state, err := os.ReadFile(c.stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := os.ReadFile(c.testsolvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(tc), "#>=Req: "); n != total {
+		t.Errorf("testsolv case has %d requirements, want %d", n, total)
+	}
+	for i := 0; i < c.packages; i += 7 {
+		if !strings.Contains(string(state), fmt.Sprintf("package %q {}", c.name(i))) || !strings.Contains(string(tc), "job install name "+c.name(i)+"\n") {
+			t.Errorf("%s is not in both the state and the jobs", c.name(i))
+		}
+	}
 }
