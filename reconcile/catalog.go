@@ -30,8 +30,8 @@ type MemCatalog struct {
 func NewMemCatalog(repos []string, builds []packages.Available) *MemCatalog {
 	c := &MemCatalog{
 		repos:    repos,
-		byName:   make(map[packages.Name][]*packages.Available),
-		byFamily: make(map[packages.Family][]*packages.Available),
+		byName:   make(map[packages.Name][]*packages.Available, len(builds)),
+		byFamily: make(map[packages.Family][]*packages.Available, len(builds)),
 	}
 	for i := range builds {
 		b := &builds[i]

@@ -161,7 +161,11 @@ func (ix *Index) InstalledPath(name packages.Name, rel string) string {
 
 // All returns every package, sorted by name and serial.
 func (ix *Index) All(ctx context.Context) ([]packages.Available, error) {
-	return ix.queryPackages(ctx, `SELECT `+pkgCols+` FROM packages p ORDER BY p.name, p.serial`)
+	var n int
+	if err := ix.conn.QueryRowContext(ctx, `SELECT count(*) FROM packages`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("query index: %w", err)
+	}
+	return ix.queryPackagesInto(ctx, make([]packages.Available, 0, n), `SELECT `+pkgCols+` FROM packages p ORDER BY p.name, p.serial`)
 }
 
 // Lookup returns every build named name, sorted by serial; none is not an
@@ -238,12 +242,18 @@ func scanRelFiles(rows *sql.Rows, err error) ([]string, error) {
 }
 
 func (ix *Index) queryPackages(ctx context.Context, q string, args ...any) ([]packages.Available, error) {
+	return ix.queryPackagesInto(ctx, nil, q, args...)
+}
+
+// queryPackagesInto appends the packages q returns to out (sized by the
+// caller when it knows how many: Available is large, and growing the slice
+// copied and cleared it again and again).
+func (ix *Index) queryPackagesInto(ctx context.Context, out []packages.Available, q string, args ...any) ([]packages.Available, error) {
 	rows, err := ix.conn.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query index: %w", err)
 	}
 	defer rows.Close()
-	var out []packages.Available
 	for rows.Next() {
 		_, a, err := scanPackage(rows, ix.repo)
 		if err != nil {

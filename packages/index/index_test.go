@@ -2,6 +2,7 @@ package index
 
 import (
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -259,5 +260,32 @@ func TestIndexValidatesRows(t *testing.T) {
 				t.Errorf("err = %v; want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// decodeStrings reads what encoding/json would, through its fast path or
+// not.
+func TestDecodeStrings(t *testing.T) {
+	for _, src := range []string{
+		`[]`, `null`, `[""]`, `["a"]`, `["ncurses >= 6.0","libc"]`, `["a\"b"]`, `["é","\u00e9"]`,
+		`["a" ,"b"]`, `[ "a"]`, `["a",]`, `["a"`, `"a"`, `[1]`, `["a","b"]x`, "[\"a\tb\"]", `["<>&"]`,
+	} {
+		var want []string
+		wantErr := json.Unmarshal([]byte(src), &want)
+		var got []string
+		err := decodeStrings(src, &got)
+		if (err != nil) != (wantErr != nil) {
+			t.Errorf("%s: error %v, encoding/json's %v", src, err, wantErr)
+			continue
+		}
+		if len(want) == 0 {
+			want = nil
+		}
+		if len(got) == 0 {
+			got = nil
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != len(want) {
+			t.Errorf("%s: %q, encoding/json reads %q", src, got, want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
@@ -313,7 +314,7 @@ func scanPackage(sc scanner, repo string) (int64, packages.Available, error) {
 		src string
 		dst *[]string
 	}{{deps, &depStrs}, {config, &a.Files.Config}, {setuid, &a.Files.Setuid}} {
-		if err := json.Unmarshal([]byte(j.src), j.dst); err != nil {
+		if err := decodeStrings(j.src, j.dst); err != nil {
 			return 0, a, fmt.Errorf("index package %s: %w", name, err)
 		}
 		if len(*j.dst) == 0 {
@@ -328,4 +329,52 @@ func scanPackage(sc scanner, repo string) (int64, packages.Available, error) {
 		a.Dependencies = append(a.Dependencies, d)
 	}
 	return id, a, nil
+}
+
+// decodeStrings decodes a JSON array of strings into dst. The index writes
+// these arrays with encoding/json; the common shapes (empty, and strings
+// without escapes) are read directly, the rest by encoding/json: loading a
+// catalogue of 63,000 packages spent a tenth of its time in json's
+// reflection.
+func decodeStrings(src string, dst *[]string) error {
+	if src == "[]" || src == "null" {
+		return nil
+	}
+	if out, ok := simpleStrings(src); ok {
+		*dst = out
+		return nil
+	}
+	return json.Unmarshal([]byte(src), dst)
+}
+
+// simpleStrings parses ["a","b c"] with no escapes and no other
+// whitespace than encoding/json writes (none); ok is false for anything
+// else.
+func simpleStrings(src string) (out []string, ok bool) {
+	if len(src) < 2 || src[0] != '[' || src[len(src)-1] != ']' || strings.ContainsAny(src, "\\\t\n\r") {
+		return nil, false
+	}
+	rest := src[1 : len(src)-1]
+	for {
+		if len(rest) < 2 || rest[0] != '"' {
+			return nil, false
+		}
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return nil, false
+		}
+		s := rest[1 : 1+end]
+		if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 }) {
+			return nil, false
+		}
+		out = append(out, s)
+		rest = rest[end+2:]
+		if rest == "" {
+			return out, true
+		}
+		if rest[0] != ',' {
+			return nil, false
+		}
+		rest = rest[1:]
+	}
 }
