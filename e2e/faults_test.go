@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,13 +35,11 @@ func faultMachine(t *testing.T) (*soak, []string) {
 // mustFail runs packets on s's root, requires it to fail, and returns its output.
 func (s *soak) mustFail(args ...string) string {
 	s.t.Helper()
-	cmd := exec.Command(s.bin, append([]string{"--root", s.root}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err == nil {
-		s.t.Fatalf("packets %s succeeded, want a failure\n%s", strings.Join(args, " "), out.String())
+	out, err := s.exec(append([]string{"--root", s.root}, args...)...)
+	if err == nil {
+		s.t.Fatalf("packets %s succeeded, want a failure\n%s", strings.Join(args, " "), out)
 	}
-	return out.String()
+	return out
 }
 
 // TestReadOnlyRoot: the machine's root turns read-only after a good apply.

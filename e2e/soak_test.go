@@ -166,13 +166,20 @@ func (s *soak) mustRun(args ...string) string {
 	if !strings.Contains(strings.Join(args, " "), "build") && args[0] != "key" && args[0] != "repo" {
 		args = append([]string{"--root", s.root}, args...)
 	}
+	out, err := s.exec(args...)
+	if err != nil {
+		s.t.Fatalf("packets %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// exec runs packets with args and returns its output, stdout and stderr.
+func (s *soak) exec(args ...string) (string, error) {
 	cmd := exec.Command(s.bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		s.t.Fatalf("packets %s: %v\n%s", strings.Join(args, " "), err, out.String())
-	}
-	return out.String()
+	err := cmd.Run()
+	return out.String(), err
 }
 
 // check asserts the invariants of DESIGN.md §8 after a round.

@@ -29,7 +29,7 @@ type dirs struct {
 	root  *os.Root
 	base  string    // root-relative
 	chain []openDir // chain[0] is base, chain[i+1] a child of chain[i]
-	umask uint32
+	umask uint32    // modes are set explicitly unless these bits are clear; 0o777: always
 }
 
 type openDir struct {
@@ -39,7 +39,7 @@ type openDir struct {
 }
 
 func newDirs(root *os.Root, base string) *dirs {
-	return &dirs{root: root, base: base, umask: currentUmask()}
+	return &dirs{root: root, base: base, umask: 0o777}
 }
 
 // open returns a descriptor of root-relative dir, base or below it.

@@ -69,6 +69,7 @@ func Extract(r io.Reader, root *os.Root, opt ExtractOptions) (*Staged, error) {
 	var c *Contents
 	if err == nil {
 		x.below = newDirs(root, opt.Dest)
+		x.below.umask = currentUmask() // once per archive: Publish creates nothing
 		c, err = readArchive(r, opt.Limits, x, true)
 		x.below.close()
 	}

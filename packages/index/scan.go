@@ -80,12 +80,12 @@ func newReuseTable(ctx context.Context, old *Index) (*reuseTable, error) {
 
 // lookup returns the previous index's row for an archive with digest d, or
 // nil.
-func (t *reuseTable) lookup(_ context.Context, d packages.Digest) (*pkgRow, error) {
+func (t *reuseTable) lookup(d packages.Digest) *pkgRow {
 	a, ok := t.byDigest[d]
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	return &pkgRow{Available: a, oldID: t.ids[d]}, nil
+	return &pkgRow{Available: a, oldID: t.ids[d]}
 }
 
 // readArchives reads every archive, opt.Jobs at a time, and returns their
@@ -155,11 +155,9 @@ func readArchive(ctx context.Context, p, name string, reuse *reuseTable, lim pac
 		return nil, err
 	}
 	filename := path.Join(PackagesDir, name)
-	if r, err := reuse.lookup(ctx, d); r != nil || err != nil {
-		if r != nil {
-			r.Filename = filename // the same archive may have been renamed
-		}
-		return r, err
+	if r := reuse.lookup(d); r != nil {
+		r.Filename = filename // the same archive may have been renamed
+		return r, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err

@@ -53,6 +53,16 @@ func newDBFile(t *testing.T, n int) string {
 	return path
 }
 
+// populatedDB opens a new database of pkgs packages with files files each.
+func populatedDB(tb testing.TB, pkgs, files int) (*DB, string) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "installed.db")
+	db, err := Open(tb.Context(), path, Options{})
+	must(tb, err)
+	populate(tb, db, pkgs, files)
+	return db, path
+}
+
 // count opens path and returns how many packages it records.
 func count(t *testing.T, path string) int {
 	t.Helper()
@@ -88,11 +98,8 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 }
 
 func TestBackupReplacesOlderBackupAndSweepsTemps(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "installed.db")
-	db, err := Open(t.Context(), path, Options{})
-	must(t, err)
+	db, path := populatedDB(t, 2, 1)
 	defer db.Close()
-	populate(t, db, 2, 1)
 	must(t, db.Backup(t.Context()))
 	stale := BackupPath(path) + ".tmp-123"
 	must(t, os.WriteFile(stale, []byte("half a backup"), 0o644))
@@ -245,11 +252,8 @@ func copyDBFiles(t *testing.T, path string) map[string][]byte {
 // BenchmarkBackup1000 times Backup of a database of 1,000 packages and
 // 30,000 files.
 func BenchmarkBackup1000(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "installed.db")
-	db, err := Open(b.Context(), path, Options{})
-	must(b, err)
+	db, path := populatedDB(b, 1000, 30)
 	defer db.Close()
-	populate(b, db, 1000, 30)
 	for b.Loop() {
 		must(b, db.Backup(b.Context()))
 	}
@@ -261,10 +265,7 @@ func BenchmarkBackup1000(b *testing.B) {
 // BenchmarkOpen1000 times Open, quick_check included, of a database of
 // 1,000 packages and 30,000 files; BenchmarkQuickCheck1000 the check alone.
 func BenchmarkOpen1000(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "installed.db")
-	db, err := Open(b.Context(), path, Options{})
-	must(b, err)
-	populate(b, db, 1000, 30)
+	db, path := populatedDB(b, 1000, 30)
 	must(b, db.Close())
 	b.Run("open", func(b *testing.B) {
 		for b.Loop() {
