@@ -23,6 +23,7 @@ type MemCatalog struct {
 	repos    []string
 	byName   map[packages.Name][]*packages.Available
 	byFamily map[packages.Family][]*packages.Available
+	allNames func() []packages.Name // when set (by LoadCatalog), what Names returns
 }
 
 // NewMemCatalog indexes builds. repos lists repository names in priority
@@ -52,6 +53,9 @@ func (c *MemCatalog) Repos() []string { return c.repos }
 
 // Names implements Catalog.
 func (c *MemCatalog) Names() []packages.Name {
+	if c.allNames != nil {
+		return c.allNames()
+	}
 	names := make([]packages.Name, 0, len(c.byName))
 	for n := range c.byName {
 		names = append(names, n)

@@ -78,6 +78,7 @@ type resolver struct {
 	byFamily map[packages.Family]*Installed
 	absent   map[packages.Family]desired.Want
 	nodes    map[packages.Family]*node
+	reached  []*node // nodes' values in the order the walk reached them
 	roots    []*node
 	errs     []error
 	warnings []string
@@ -190,12 +191,14 @@ func (r *resolver) notFound(name packages.Name, repo string) string {
 // dependencies the walk followed: then the round was a fixpoint.
 func (r *resolver) closure() (stable bool) {
 	prevPick := r.nodes
-	r.nodes = make(map[packages.Family]*node)
+	r.nodes = make(map[packages.Family]*node, len(prevPick))
+	r.reached = r.reached[:0]
 	queue := make([]*node, 0, len(r.roots))
 	for _, root := range r.roots {
 		n := &node{family: root.family, name: root.name, want: root.want, inst: r.byFamily[root.family]}
 		n.reqs = []requirement{{root.want.Constraint, root.want.Pos.FileLine()}}
 		r.nodes[n.family] = n
+		r.reached = append(r.reached, n)
 		queue = append(queue, n)
 	}
 	for len(queue) > 0 {
@@ -216,7 +219,9 @@ func (r *resolver) closure() (stable bool) {
 		}
 	}
 	stable = true
-	for _, n := range r.nodes {
+	// In the order reached, not the map's: what an error names (a parent's
+	// chosen build) must not change from run to run.
+	for _, n := range r.reached {
 		walked, walkedKept := n.pick, n.kept
 		r.choose(n)
 		if n.pick != walked || n.kept != walkedKept {
@@ -262,6 +267,7 @@ func (r *resolver) reach(parent *node, d packages.Dependency) (*node, bool) {
 	}
 	n := &node{family: fam, name: d.Name, inst: r.byFamily[fam], parent: parent, reqs: []requirement{req}}
 	r.nodes[fam] = n
+	r.reached = append(r.reached, n)
 	return n, true
 }
 

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -166,6 +167,86 @@ func (ix *Index) All(ctx context.Context) ([]packages.Available, error) {
 		return nil, fmt.Errorf("query index: %w", err)
 	}
 	return ix.queryPackagesInto(ctx, make([]packages.Available, 0, n), `SELECT `+pkgCols+` FROM packages p ORDER BY p.name, p.serial`)
+}
+
+// Named returns every build named one of names, in no particular order.
+func (ix *Index) Named(ctx context.Context, names []packages.Name) ([]packages.Available, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if ix.mostOf(ctx, len(names)) {
+		all, err := ix.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		want := make(map[packages.Name]bool, len(names))
+		for _, n := range names {
+			want[n] = true
+		}
+		return slices.DeleteFunc(all, func(a packages.Available) bool { return !want[a.Name] }), nil
+	}
+	j, err := json.Marshal(names)
+	if err != nil {
+		return nil, err
+	}
+	return ix.queryPackages(ctx, `SELECT `+pkgCols+` FROM packages p WHERE p.name IN (SELECT value FROM json_each(?))`, string(j))
+}
+
+// FamilyNames returns the names the builds of families have (a family
+// renamed has two), each once, in no particular order.
+func (ix *Index) FamilyNames(ctx context.Context, families []packages.Family) ([]packages.Name, error) {
+	if len(families) == 0 {
+		return nil, nil
+	}
+	j, err := json.Marshal(families)
+	if err != nil {
+		return nil, err
+	}
+	if ix.mostOf(ctx, len(families)) {
+		return ix.queryNames(ctx, `SELECT DISTINCT name FROM packages NOT INDEXED WHERE family IN (SELECT value FROM json_each(?))`, string(j))
+	}
+	return ix.queryNames(ctx, `SELECT DISTINCT name FROM packages WHERE family IN (SELECT value FROM json_each(?))`, string(j))
+}
+
+// mostOf reports whether n keys would pick out a good part of the index:
+// then reading every row is cheaper than looking each key up.
+func (ix *Index) mostOf(ctx context.Context, n int) bool {
+	if n < 64 {
+		return false
+	}
+	var rows int
+	// The ids are assigned in order: the largest is the row count, found
+	// without counting.
+	if err := ix.conn.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM packages`).Scan(&rows); err != nil {
+		return false
+	}
+	return 4*n >= rows
+}
+
+// Names returns the name of every build, sorted, each once.
+func (ix *Index) Names(ctx context.Context) ([]packages.Name, error) {
+	return ix.queryNames(ctx, `SELECT DISTINCT name FROM packages ORDER BY name`)
+}
+
+// queryNames returns the names q selects.
+func (ix *Index) queryNames(ctx context.Context, q string, args ...any) ([]packages.Name, error) {
+	rows, err := ix.conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query index: %w", err)
+	}
+	defer rows.Close()
+	var out []packages.Name
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("query index: %w", err)
+		}
+		out = append(out, packages.Name(n))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query index: %w", err)
+	}
+	return out, nil
 }
 
 // Lookup returns every build named name, sorted by serial; none is not an

@@ -88,7 +88,9 @@ func (db *DB) decide(ctx context.Context, l *Layout, c *change, batch map[string
 // not what was installed. A missing file is not modified: the new one
 // takes its place (and on remove there is nothing to keep).
 func modifiedConfig(l *Layout, f File) (bool, error) {
-	d, err := hashFile(l.Root, rel(f.Path))
+	dc := dirCache{root: l.Root}
+	defer dc.close()
+	d, err := dc.hash(rel(f.Path))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}

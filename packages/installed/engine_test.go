@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
 	"github.com/packets-dev/packets/packages"
 )
 
@@ -326,9 +328,11 @@ func TestConflicts(t *testing.T) {
 		// As a hook of an older packets could have left it.
 		must(t, m.root.MkdirAll(rel(htopDir+"/data/bin"), 0o755))
 		must(t, m.root.WriteFile(rel(htopDir+"/data/bin/htop"), []byte("x"), 0o644))
-		fi, err := m.root.Lstat(rel(htopDir + "/data/bin/htop"))
-		must(t, err)
-		f := fileFromInfo("squatter", htopDir+"/data/bin/htop", fi)
+		dc := dirCache{root: m.root}
+		defer dc.close()
+		var st unix.Stat_t
+		must(t, dc.lstat(rel(htopDir+"/data/bin/htop"), &st))
+		f := fileFromStat("squatter", htopDir+"/data/bin/htop", &st)
 		f.Digest = packages.SumBytes([]byte("x"))
 		must(t, m.db.inTx(t.Context(), func(tx *sql.Tx) error { return putFiles(tx, []File{f}) }))
 		tx, err := m.apply(m.install(htopV1(m)))

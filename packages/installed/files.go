@@ -2,11 +2,9 @@ package installed
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -15,116 +13,10 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/packets-dev/packets/packages"
 )
-
-// modeBits are the parts of a mode that are recorded and verified.
-const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-
-// fileFromInfo describes the path p (a machine path) as it is on disk.
-func fileFromInfo(pkg packages.Name, p string, fi fs.FileInfo) File {
-	f := File{Package: pkg, Path: p, Mode: fi.Mode() & modeBits, MTime: fi.ModTime().UTC()}
-	switch {
-	case fi.IsDir():
-		f.Type = TypeDir
-	case fi.Mode()&fs.ModeSymlink != 0:
-		f.Type = TypeSymlink
-	default:
-		f.Type, f.Size = TypeFile, fi.Size()
-	}
-	return f
-}
-
-// dirCache keeps open, as *os.Roots, the directories from the root down to
-// the one last used, so that going through the files of many packages in
-// path order opens each directory once, with one openat from its parent
-// (os.Root resolves a path a component at a time, with an openat each),
-// rather than walking from the root for every file.
-type dirCache struct {
-	root  *os.Root
-	chain []openDir // chain[i+1] is a child of chain[i]; the root itself is not in it
-}
-
-type openDir struct {
-	path string // root-relative
-	r    *os.Root
-}
-
-// at returns the open parent of root-relative p and p's base name.
-func (c *dirCache) at(p string) (*os.Root, string, error) {
-	dir, base := path.Split(p)
-	dir = path.Clean(dir)
-	if dir == "." {
-		c.truncate(0)
-		return c.root, base, nil
-	}
-	keep := 0
-	for keep < len(c.chain) && (dir == c.chain[keep].path || strings.HasPrefix(dir, c.chain[keep].path+"/")) {
-		keep++
-	}
-	c.truncate(keep)
-	parent, done := c.root, ""
-	if keep > 0 {
-		parent, done = c.chain[keep-1].r, c.chain[keep-1].path
-	}
-	if done != dir {
-		rest := dir
-		if done != "" {
-			rest = dir[len(done)+1:]
-		}
-		for comp := range strings.SplitSeq(rest, "/") {
-			r, err := parent.OpenRoot(comp)
-			if err != nil {
-				return nil, "", err
-			}
-			done = path.Join(done, comp)
-			c.chain = append(c.chain, openDir{path: done, r: r})
-			parent = r
-		}
-	}
-	return parent, base, nil
-}
-
-func (c *dirCache) truncate(n int) {
-	for _, d := range c.chain[n:] {
-		d.r.Close()
-	}
-	c.chain = c.chain[:n]
-}
-
-func (c *dirCache) lstat(p string) (fs.FileInfo, error) {
-	d, base, err := c.at(p)
-	if err != nil {
-		return nil, err
-	}
-	return d.Lstat(base)
-}
-
-func (c *dirCache) remove(p string) error {
-	d, base, err := c.at(p)
-	if err != nil {
-		return err
-	}
-	return d.Remove(base)
-}
-
-func (c *dirCache) close() { c.truncate(0) }
-
-// hashFile returns the SHA-256 of the regular file at root-relative p.
-func hashFile(root *os.Root, p string) (packages.Digest, error) {
-	var d packages.Digest
-	f, err := root.Open(p)
-	if err != nil {
-		return d, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return d, err
-	}
-	h.Sum(d[:0])
-	return d, nil
-}
 
 // newRows describes New's files as they now are on disk: the type, mode,
 // size and mtime from lstat, the hash and link target from the archive
@@ -148,11 +40,11 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	rows := make([]File, 0, len(have))
 	// In path order, so that dc opens each directory once.
 	for _, p := range slices.Sorted(maps.Keys(have)) {
-		fi, err := dc.lstat(rel(p))
-		if err != nil {
+		var st unix.Stat_t
+		if err := dc.lstat(rel(p), &st); err != nil {
 			return nil, err
 		}
-		f := fileFromInfo(c.New.Name, p, fi)
+		f := fileFromStat(c.New.Name, p, &st)
 		if e, ok := byPath[p]; ok {
 			f.Digest, f.Config = e.Digest, config[p]
 			if e.Type == packages.TypeSymlink {
@@ -170,7 +62,8 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 			if !f.FromHook || have[f.Path] {
 				continue
 			}
-			if _, err := l.Root.Lstat(rel(f.Path)); err != nil {
+			var st unix.Stat_t
+			if err := dc.lstat(rel(f.Path), &st); err != nil {
 				continue // the old remove hook took it away
 			}
 			f.Package = c.New.Name
@@ -191,6 +84,8 @@ func (db *DB) hookRows(ctx context.Context, l *Layout, pkg *Package, created []s
 		rows []File
 		errs []error
 	)
+	dc := dirCache{root: l.Root}
+	defer dc.close()
 	for _, p := range created {
 		if !path.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("hook of %s reported a relative path %q", pkg.Name, p))
@@ -201,24 +96,25 @@ func (db *DB) hookRows(ctx context.Context, l *Layout, pkg *Package, created []s
 			errs = append(errs, fmt.Errorf("hook of %s reported %s, outside %s and the bin dir %q", pkg.Name, p, pkg.DataDir, l.BinDir))
 			continue
 		}
-		fi, err := l.Root.Lstat(rel(p))
-		if errors.Is(err, fs.ErrNotExist) {
+		var st unix.Stat_t
+		err := dc.lstat(rel(p), &st)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 			continue
 		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		f := fileFromInfo(pkg.Name, p, fi)
+		f := fileFromStat(pkg.Name, p, &st)
 		f.FromHook = true
 		switch f.Type {
 		case TypeFile:
-			if f.Digest, err = hashFile(l.Root, rel(p)); err != nil {
+			if f.Digest, err = dc.hash(rel(p)); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 		case TypeSymlink:
-			if f.Link, err = l.Root.Readlink(rel(p)); err != nil {
+			if f.Link, err = dc.readlink(rel(p)); err != nil {
 				errs = append(errs, err)
 				continue
 			}

@@ -96,8 +96,10 @@ func scanPackage(row interface{ Scan(...any) error }) (*Package, error) {
 	}
 	p.InstalledAt = time.Unix(installedUnix, 0).UTC()
 	var depStrings []string
-	if err := json.Unmarshal([]byte(deps), &depStrings); err != nil {
-		return nil, fmt.Errorf("package %s: dependencies: %w", p.Name, err)
+	if deps != "[]" { // most packages: spare encoding/json's reflection
+		if err := json.Unmarshal([]byte(deps), &depStrings); err != nil {
+			return nil, fmt.Errorf("package %s: dependencies: %w", p.Name, err)
+		}
 	}
 	for _, s := range depStrings {
 		d, err := packages.ParseDependency(s)
@@ -106,8 +108,10 @@ func scanPackage(row interface{ Scan(...any) error }) (*Package, error) {
 		}
 		p.Dependencies = append(p.Dependencies, d)
 	}
-	if err := json.Unmarshal([]byte(opts), &p.Options); err != nil {
-		return nil, fmt.Errorf("package %s: options: %w", p.Name, err)
+	if opts != "{}" {
+		if err := json.Unmarshal([]byte(opts), &p.Options); err != nil {
+			return nil, fmt.Errorf("package %s: options: %w", p.Name, err)
+		}
 	}
 	if len(p.Options) == 0 {
 		p.Options = nil // as it went in: no options

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/packets-dev/packets/packages"
 )
 
@@ -162,14 +164,15 @@ func (db *DB) conflicts(ctx context.Context, l *Layout, c *change, staged *packa
 		case isDir, created[path.Dir(p)]:
 			continue // merged into, or new
 		}
-		fi, err := dc.lstat(rel(p))
+		var st unix.Stat_t
+		err := dc.lstat(rel(p), &st)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
 			return err
 		case !ok:
 			return &ConflictError{Package: c.New.Name, Path: p}
-		case fi.IsDir():
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 			return &ConflictError{Package: c.New.Name, Path: p, Reason: "a directory stands where the package has a file"}
 		}
 	}

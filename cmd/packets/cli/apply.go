@@ -90,23 +90,48 @@ func (m *machine) apply(ctx context.Context, req applyRequest) (bool, error) {
 
 // applyState is apply with the state read by load.
 func (m *machine) applyState(ctx context.Context, load func() (desired.State, error), req applyRequest) (bool, error) {
-	// The three inputs of a plan are independent reads: side by side.
+	// The state, installed.db and the indexes are independent reads: side
+	// by side. The catalogue is read for what the first two reach: for the
+	// installed packages while the state file is still being parsed, then
+	// for the state.
 	var (
-		want desired.State
-		have reconcile.Have
-		cat  *reconcile.MemCatalog
-		errs [3]error // reported in this order, whichever failed first
-		wg   sync.WaitGroup
+		want     desired.State
+		have     reconcile.Have
+		ixs      *syncedIndexes
+		errs     [3]error // reported in this order, whichever failed first
+		haveRead = make(chan struct{})
+		wg       sync.WaitGroup
 	)
+	defer func() {
+		if ixs != nil {
+			ixs.close()
+		}
+	}()
 	wg.Go(func() { want, errs[0] = load() })
-	wg.Go(func() { have, errs[1] = m.have(ctx) })
-	wg.Go(func() { cat, _, errs[2] = m.app.catalog(ctx) })
+	wg.Go(func() {
+		defer close(haveRead)
+		have, errs[1] = m.have(ctx)
+	})
+	var catl *reconcile.CatalogLoader
+	wg.Go(func() {
+		if ixs, errs[2] = m.app.openIndexes(); errs[2] != nil {
+			return
+		}
+		catl = m.app.catalogLoader(ctx, ixs)
+		if <-haveRead; errs[1] == nil {
+			errs[2] = catl.AddHave(ctx, have)
+		}
+	})
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return false, err
 		}
 	}
+	if err := catl.AddState(ctx, want); err != nil {
+		return false, err
+	}
+	cat := catl.Catalog()
 	if err := m.dataDirMigration(ctx, have, &req); err != nil {
 		return false, err
 	}

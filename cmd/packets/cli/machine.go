@@ -188,32 +188,120 @@ func (m *machine) have(ctx context.Context) (reconcile.Have, error) {
 // order. A repository never synced is skipped with a warning; none synced at
 // all is an error only when something must be resolved.
 func (a *App) catalog(ctx context.Context) (*reconcile.MemCatalog, []string, error) {
-	l, err := a.Layout()
+	s, err := a.openIndexes()
 	if err != nil {
 		return nil, nil, err
 	}
+	defer s.close()
 	var builds []packages.Available
-	var warnings []string
-	for _, repo := range l.RepoNames() {
-		ix, err := index.OpenSynced(l.Host(l.LibDir), repo)
-		if errors.Is(err, index.ErrNotSynced) {
-			warnings = append(warnings, fmt.Sprintf("repository %s has not been synced: run packets sync", repoName(repo)))
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
+	for i, ix := range s.indexes {
 		all, err := ix.All(ctx)
-		ix.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("repository %s: %w", repoName(repo), err)
+			return nil, nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
 		}
-		for i := range all {
-			all[i].Repo = repo
+		for j := range all {
+			all[j].Repo = s.repos[i]
 		}
 		builds = append(builds, all...)
 	}
-	return reconcile.NewMemCatalog(l.RepoNames(), builds), warnings, nil
+	return reconcile.NewMemCatalog(s.priority, builds), s.warnings, nil
+}
+
+// catalogFor loads what a plan for want and have can need of the synced
+// indexes (reconcile.LoadCatalog): of a large index, a small part.
+func (a *App) catalogFor(ctx context.Context, want desired.State, have reconcile.Have) (*reconcile.MemCatalog, []string, error) {
+	s, err := a.openIndexes()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer s.close()
+	l := a.catalogLoader(ctx, s)
+	if err := l.AddHave(ctx, have); err != nil {
+		return nil, nil, err
+	}
+	if err := l.AddState(ctx, want); err != nil {
+		return nil, nil, err
+	}
+	return l.Catalog(), s.warnings, nil
+}
+
+// catalogLoader reads the catalogue from s's indexes a part at a time.
+func (a *App) catalogLoader(ctx context.Context, s *syncedIndexes) *reconcile.CatalogLoader {
+	allNames := func() []packages.Name {
+		// Only for "did you mean", when s may be closed: read afresh.
+		c, _, err := a.catalog(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil
+		}
+		return c.Names()
+	}
+	return reconcile.NewCatalogLoader(s.priority, s, allNames)
+}
+
+// Named implements reconcile.Reacher over every synced index.
+func (s *syncedIndexes) Named(ctx context.Context, names []packages.Name) ([]packages.Available, error) {
+	var out []packages.Available
+	for i, ix := range s.indexes {
+		got, err := ix.Named(ctx, names)
+		if err != nil {
+			return nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
+		}
+		for j := range got {
+			got[j].Repo = s.repos[i]
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// FamilyNames implements reconcile.Reacher over every synced index.
+func (s *syncedIndexes) FamilyNames(ctx context.Context, families []packages.Family) ([]packages.Name, error) {
+	var out []packages.Name
+	for i, ix := range s.indexes {
+		got, err := ix.FamilyNames(ctx, families)
+		if err != nil {
+			return nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// syncedIndexes are the open indexes of the synced repositories.
+type syncedIndexes struct {
+	indexes  []*index.Index
+	repos    []string // indexes[i] is repository repos[i]'s
+	priority []string // every configured repository, in priority order
+	warnings []string // one per repository never synced
+}
+
+// openIndexes opens the index of every synced repository, in priority
+// order; one never synced is skipped with a warning.
+func (a *App) openIndexes() (*syncedIndexes, error) {
+	l, err := a.Layout()
+	if err != nil {
+		return nil, err
+	}
+	s := &syncedIndexes{priority: l.RepoNames()}
+	for _, repo := range s.priority {
+		ix, err := index.OpenSynced(l.Host(l.LibDir), repo)
+		if errors.Is(err, index.ErrNotSynced) {
+			s.warnings = append(s.warnings, fmt.Sprintf("repository %s has not been synced: run packets sync", repoName(repo)))
+			continue
+		}
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.indexes, s.repos = append(s.indexes, ix), append(s.repos, repo)
+	}
+	return s, nil
+}
+
+func (s *syncedIndexes) close() {
+	for _, ix := range s.indexes {
+		ix.Close()
+	}
 }
 
 // stateFileForEdit is the file install edits: the main state file.

@@ -74,7 +74,7 @@ func (m *machine) plan(ctx context.Context, stateFile string) (*reconcile.Plan, 
 	if err != nil {
 		return nil, err
 	}
-	cat, warnings, err := m.app.catalog(ctx)
+	cat, warnings, err := m.app.catalogFor(ctx, want, have)
 	if err != nil {
 		return nil, err
 	}
@@ -82,9 +82,7 @@ func (m *machine) plan(ctx context.Context, stateFile string) (*reconcile.Plan, 
 	if err != nil {
 		return nil, err
 	}
-	if len(cat.Names()) == 0 {
-		p.Warnings = append(warnings, p.Warnings...)
-	}
+	p.Warnings = append(warnings, p.Warnings...)
 	return p, nil
 }
 
