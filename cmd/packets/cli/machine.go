@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -228,14 +229,33 @@ func (a *App) catalogFor(ctx context.Context, want desired.State, have reconcile
 // catalogLoader reads the catalogue from s's indexes a part at a time.
 func (a *App) catalogLoader(ctx context.Context, s *syncedIndexes) *reconcile.CatalogLoader {
 	allNames := func() []packages.Name {
-		// Only for "did you mean", when s may be closed: read afresh.
-		c, _, err := a.catalog(context.WithoutCancel(ctx))
+		// Only for "did you mean", when s may be closed: opened afresh.
+		names, err := a.allNames(context.WithoutCancel(ctx))
 		if err != nil {
 			return nil
 		}
-		return c.Names()
+		return names
 	}
 	return reconcile.NewCatalogLoader(s.priority, s, allNames)
+}
+
+// allNames lists every name the synced indexes offer, sorted, each once.
+func (a *App) allNames(ctx context.Context) ([]packages.Name, error) {
+	s, err := a.openIndexes()
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	var out []packages.Name
+	for i, ix := range s.indexes {
+		names, err := ix.Names(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
+		}
+		out = append(out, names...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // Named implements reconcile.Reacher over every synced index.
