@@ -305,3 +305,37 @@ func currentUmask() uint32 {
 	}
 	return 0o777
 }
+
+// renameNoReplace renames root-relative old to new, in one directory,
+// failing with fs.ErrExist if new exists (a directory rename would replace
+// an empty one). Where the filesystem cannot refuse atomically, new is
+// checked first.
+func renameNoReplace(root *os.Root, old, new string) error {
+	dir := path.Dir(old)
+	if path.Dir(new) != dir {
+		return &os.LinkError{Op: "rename", Old: old, New: new, Err: errors.New("not in one directory")}
+	}
+	d, err := root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	fd := int(d.Fd())
+	for {
+		err = unix.Renameat2(fd, path.Base(old), fd, path.Base(new), unix.RENAME_NOREPLACE)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == unix.EINVAL || err == unix.ENOSYS { // a filesystem without RENAME_NOREPLACE
+		if _, serr := root.Lstat(new); serr == nil {
+			err = unix.EEXIST
+		} else {
+			err = unix.Renameat(fd, path.Base(old), fd, path.Base(new))
+		}
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: old, New: new, Err: err}
+	}
+	return nil
+}

@@ -19,20 +19,31 @@ type ExtractOptions struct {
 }
 
 // StagedFile is one data entry staged by Extract. Final and Temp are
-// root-relative; Temp is "" for directories, which are made real directly.
+// root-relative; Temp is "" for directories, which are made real directly,
+// and for every entry of a tree staged whole (see Staged.Top).
 type StagedFile struct {
 	Entry
 	Final string
 	Temp  string
 }
 
-// Staged is the result of Extract: every data entry under its temporary
-// name, ready to Publish or Discard. Files[i].Entry is Contents.Entries[i].
+// Staged is the result of Extract: every data entry staged, ready to
+// Publish or Discard. Files[i].Entry is Contents.Entries[i].
+//
+// Where Dest exists, each non-directory is staged under its own temporary
+// name beside its final one (StagedFile.Temp), and Publish renames each.
+// Where Dest or one of its parents does not exist yet, the tree is staged
+// whole: Top is the topmost missing directory, and everything from Top down
+// is made under its final name below TopTemp (TempName(Top, tag, 0)), a
+// hidden sibling of Top, so that Publish puts it all in place with one
+// rename (a fresh install of a package with thousands of files).
 type Staged struct {
 	Contents *Contents    // the validated manifest, hooks and entries, as Inspect returns them
 	Files    []StagedFile // in archive order
-	NewDirs  []string     // dirs Extract created (root-relative), parents first
+	NewDirs  []string     // dirs Extract created (root-relative, final names), parents first
 	Dest     string       // ExtractOptions.Dest: every Final is below it
+	Top      string       // when staged whole: the topmost new directory (Dest or a parent)
+	TopTemp  string       // when staged whole: where Top is staged
 }
 
 // TempName is the temporary name under which Extract stages final: a short
@@ -45,12 +56,16 @@ func TempName(final, tag string, n int) string {
 }
 
 // Extract validates the archive in r with the same code as Inspect while it
-// stages the data/ tree below opt.Dest in root: directories are created for
+// stages the data/ tree below opt.Dest in root, each entry as soon as it
+// passed every rule that can be checked at that point, and nothing under
+// a name anyone else uses: where Dest exists, directories are created for
 // real (new ones recorded in NewDirs), regular files are written to
 // TempName temporaries created with O_EXCL and given their mode explicitly
 // (setuid bits after the content), symlinks and hard links are made at
-// temporaries too (a hard link to the earlier file's temporary). Nothing is
-// fsynced: make the batch durable with SyncFS, then Publish.
+// temporaries too (a hard link to the earlier file's temporary); where it
+// does not, the whole tree is made under final names below a hidden
+// sibling of its topmost new directory (see Staged). Nothing is fsynced:
+// make the batch durable with SyncFS, then Publish.
 //
 // An existing non-directory where the archive needs a directory is an error.
 // On any error Extract discards everything it staged and created, so a
@@ -61,16 +76,16 @@ func Extract(r io.Reader, root *os.Root, opt ExtractOptions) (*Staged, error) {
 	}
 	x := &extractor{
 		root: root, dest: opt.Dest, tag: opt.Tag, st: &Staged{},
-		dirs: map[string]bool{}, temps: map[string]string{},
+		dirs: map[string]bool{}, made: map[string]string{},
 		buf: make([]byte, 64<<10),
 	}
 	x.st.Dest = opt.Dest
 	err := x.makeDest()
 	var c *Contents
 	if err == nil {
-		x.below = newDirs(root, opt.Dest)
+		x.below = newDirs(root, x.at(opt.Dest))
 		x.below.umask = currentUmask() // once per archive: Publish creates nothing
-		c, err = readArchive(r, opt.Limits, x, true)
+		c, err = readArchive(r, opt.Limits, x)
 		x.below.close()
 	}
 	if err != nil {
@@ -104,28 +119,32 @@ type extractor struct {
 	dest  string
 	tag   string
 	st    *Staged
-	dirs  map[string]bool   // root-relative directories known to be real
-	temps map[string]string // archive path of a regular file -> its temporary
+	dirs  map[string]bool   // final root-relative directories known to be real
+	made  map[string]string // archive path of a regular file -> where it was made
 	n     int               // temporaries made
 	buf   []byte
-	below *dirs // the tree below dest
+	below *dirs  // the tree below dest, where it is staged
+	top   string // Staged.Top: "" unless the tree is staged whole
 }
 
-// makeDest creates Dest and its missing parents. Existing parents may be
-// symlinks (an administrator's /opt -> /srv/opt); os.Root keeps them inside
-// the root.
+// makeDest creates Dest and its missing parents; from the first missing
+// one on, the tree is staged whole. Existing parents may be symlinks (an
+// administrator's /opt -> /srv/opt); os.Root keeps them inside the root.
 func (x *extractor) makeDest() error {
 	dir := ""
 	for c := range strings.SplitSeq(x.dest, "/") {
 		dir = path.Join(dir, c)
-		fi, err := x.root.Stat(dir)
-		switch {
-		case err == nil && fi.IsDir():
-			continue
-		case err == nil:
-			return fmt.Errorf("extract: %s exists and is not a directory", dir)
-		case !errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("extract: %w", err)
+		if x.top == "" {
+			fi, err := x.root.Stat(dir)
+			switch {
+			case err == nil && fi.IsDir():
+				continue
+			case err == nil:
+				return fmt.Errorf("extract: %s exists and is not a directory", dir)
+			case !errors.Is(err, fs.ErrNotExist):
+				return fmt.Errorf("extract: %w", err)
+			}
+			x.top = dir
 		}
 		if err := x.mkdir(dir, 0o755); err != nil {
 			return fmt.Errorf("extract: %w", err)
@@ -135,12 +154,27 @@ func (x *extractor) makeDest() error {
 	return nil
 }
 
+// mkdir makes dir, of Dest or its parents, with exactly perm.
 func (x *extractor) mkdir(dir string, perm fs.FileMode) error {
-	if err := x.root.Mkdir(dir, perm); err != nil {
+	at := x.at(dir)
+	if err := x.root.Mkdir(at, perm); err != nil {
 		return err
 	}
+	if dir == x.top { // recorded as soon as it exists, so that Discard removes it
+		x.st.Top, x.st.TopTemp = x.top, at
+	}
 	x.st.NewDirs = append(x.st.NewDirs, dir)
-	return x.root.Chmod(dir, perm) // the umask must not matter
+	return x.root.Chmod(at, perm) // the umask must not matter
+}
+
+// at is where the entry of root-relative final path p is made: in the
+// staged tree when it is staged whole, else p itself (a directory; a file
+// goes to a TempName beside it).
+func (x *extractor) at(p string) string {
+	if x.top == "" || !within(p, x.top) {
+		return p
+	}
+	return TempName(x.top, x.tag, 0) + p[len(x.top):]
 }
 
 // final is where archive path p is installed.
@@ -163,13 +197,16 @@ func (x *extractor) ensureDir(dir string, perm fs.FileMode) error {
 	if err := x.ensureDir(path.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	kind, err := x.below.kind(dir)
+	kind, err := fs.FileMode(0), fs.ErrNotExist // nothing exists in a tree staged whole but what Extract made
+	if x.top == "" {
+		kind, err = x.below.kind(dir)
+	}
 	switch {
 	case err == nil && kind == fs.ModeDir:
 	case err == nil:
 		return fmt.Errorf("%s exists and is not a directory", dir)
 	case errors.Is(err, fs.ErrNotExist):
-		if err := x.below.mkdir(dir, perm|0o700); err != nil {
+		if err := x.below.mkdir(x.at(dir), perm|0o700); err != nil {
 			return err
 		}
 		x.st.NewDirs = append(x.st.NewDirs, dir)
@@ -194,16 +231,20 @@ func (x *extractor) entry(e *Entry, content io.Reader) error {
 	if err := x.ensureDir(dir, 0o755); err != nil {
 		return err
 	}
-	x.n++
-	temp := TempName(final, x.tag, x.n)
+	temp, at := "", x.at(final)
+	if x.top == "" {
+		x.n++
+		temp = TempName(final, x.tag, x.n)
+		at = temp
+	}
 	var err error
 	switch e.Type {
 	case TypeFile:
-		return x.file(e, final, temp, content)
+		return x.file(e, final, temp, at, content)
 	case TypeSymlink:
-		err = x.below.symlink(e.Link, temp)
+		err = x.below.symlink(e.Link, at)
 	case TypeHardlink:
-		err = x.root.Link(x.temps[e.Link], temp) // the checker made sure e.Link is an earlier file
+		err = x.root.Link(x.made[e.Link], at) // the checker made sure e.Link is an earlier file
 	}
 	if err != nil {
 		return err
@@ -212,12 +253,13 @@ func (x *extractor) entry(e *Entry, content io.Reader) error {
 	return nil
 }
 
-// file writes a regular file to its temporary, with its mode.
-func (x *extractor) file(e *Entry, final, temp string, content io.Reader) error {
-	created, err := x.below.create(temp, e.Mode, content, x.buf)
+// file writes a regular file at at (its temporary, or its place in the
+// tree staged whole), with its mode.
+func (x *extractor) file(e *Entry, final, temp, at string, content io.Reader) error {
+	created, err := x.below.create(at, e.Mode, content, x.buf)
 	if created { // recorded as soon as it exists, so that Discard removes it
 		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Temp: temp})
-		x.temps[e.Path] = temp
+		x.made[e.Path] = at
 	}
 	return err
 }

@@ -8,22 +8,33 @@ import (
 	"syscall"
 )
 
-// Publish renames every staged temporary over its final name, in archive
-// order, then gives the archive's directories their modes (deepest first).
-// Call it after SyncFS made the staged files durable, and call SyncFS again
-// after it to make the renames durable.
+// Publish puts the staged tree in place: a tree staged whole by renaming
+// TopTemp to Top (refused if Top appeared meanwhile), otherwise by renaming
+// every temporary over its final name, in archive order; then it gives the
+// archive's directories their modes (deepest first). Call it after SyncFS
+// made the staged files durable, and call SyncFS again after it to make the
+// renames durable.
 //
 // skip, when not nil, is asked about each non-directory: it returns
 // (dst, true) to publish the file at root-relative dst instead of Final
 // (the apply engine saves a new config file as "<final>.packets-new"), or
-// ("", true) to leave the file out (its temporary is removed); (_, false)
-// publishes at Final. A directory in the way of a file is an error naming
-// it. Publish stops at the first error; what it renamed before stays.
+// ("", true) to leave the file out (it is removed); (_, false) publishes at
+// Final. A directory in the way of a file is an error naming it. Publish
+// stops at the first error; what it renamed before stays.
 func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bool)) error {
+	if s.Top != "" {
+		if err := renameNoReplace(root, s.TopTemp, s.Top); err != nil {
+			return fmt.Errorf("publish %s: %w", s.Top, err)
+		}
+	}
 	c := newDirs(root, s.Dest)
 	defer c.close()
 	for _, f := range s.Files {
-		if f.Temp == "" {
+		from := f.Temp
+		if s.Top != "" && f.Type != TypeDir {
+			from = f.Final // in place already
+		}
+		if from == "" {
 			continue
 		}
 		dst := f.Final
@@ -32,17 +43,19 @@ func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bo
 				dst = d
 			}
 		}
-		if dst == "" {
-			if err := root.Remove(f.Temp); err != nil {
+		switch {
+		case dst == from:
+		case dst == "":
+			if err := root.Remove(from); err != nil {
 				return fmt.Errorf("publish %s: %w", f.Final, err)
 			}
-			continue
-		}
-		if err := c.rename(f.Temp, dst); err != nil {
-			if fi, serr := root.Lstat(dst); serr == nil && fi.IsDir() {
-				return fmt.Errorf("publish %s: a directory is in the way of the archive's %s", dst, f.Type)
+		default:
+			if err := c.rename(from, dst); err != nil {
+				if fi, serr := root.Lstat(dst); serr == nil && fi.IsDir() {
+					return fmt.Errorf("publish %s: a directory is in the way of the archive's %s", dst, f.Type)
+				}
+				return fmt.Errorf("publish %s: %w", dst, err)
 			}
-			return fmt.Errorf("publish %s: %w", dst, err)
 		}
 	}
 	for i := len(s.Files) - 1; i >= 0; i-- {
@@ -56,9 +69,13 @@ func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bo
 }
 
 // Discard removes every staged temporary and then the directories that
-// Extract created, children first, leaving any that are no longer empty.
-// Missing temporaries are not an error, so Discard may be repeated.
+// Extract created, children first, leaving any that are no longer empty;
+// a tree staged whole, it removes whole. Missing temporaries are not an
+// error, so Discard may be repeated.
 func (s *Staged) Discard(root *os.Root) error {
+	if s.TopTemp != "" {
+		return root.RemoveAll(s.TopTemp) // nothing of it is published: Publish has not run
+	}
 	var errs []error
 	for i := len(s.Files) - 1; i >= 0; i-- {
 		if t := s.Files[i].Temp; t != "" {

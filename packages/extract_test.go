@@ -2,6 +2,8 @@ package packages
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,23 +16,79 @@ import (
 
 // TestExtractRoundTrip builds the demo tree, extracts it under a hostile
 // umask, publishes it, and wants the same tree back: modes (setuid and
-// sticky included), contents, symlinks and the hard link.
+// sticky included), contents, symlinks and the hard link. It does so into
+// a fresh package dir (the tree is staged whole, below a hidden sibling)
+// and into an existing, empty one (each file under its own temporary).
 func TestExtractRoundTrip(t *testing.T) {
 	src := demoSource(t)
 	archive := buildBytes(t, src)
-	sb := newSandbox(t)
+	for _, whole := range []bool{true, false} {
+		t.Run(map[bool]string{true: "whole", false: "per file"}[whole], func(t *testing.T) {
+			sb := newSandbox(t)
+			dest := filepath.Join(sb.outer, "root", testDest)
+			var wantNew []string
+			if whole {
+				wantNew = []string{"opt/packets/demo", testDest}
+			} else {
+				must(t, os.MkdirAll(dest, 0o755))
+			}
+			for _, d := range []string{"bin", "empty", "etc", "lib", "private", "share", "share/doc", "tmp"} {
+				wantNew = append(wantNew, testDest+"/"+d)
+			}
 
-	old := syscall.Umask(0o077) // the umask must not matter
-	st, err := sb.extract(archive, Limits{})
-	syscall.Umask(old)
-	if err != nil {
-		t.Fatalf("Extract: %v", err)
+			old := syscall.Umask(0o077) // the umask must not matter
+			st, err := sb.extract(archive, Limits{})
+			syscall.Umask(old)
+			if err != nil {
+				t.Fatalf("Extract: %v", err)
+			}
+			checkStaged(t, sb, st, whole)
+			if diff := cmp.Diff(wantNew, st.NewDirs); diff != "" {
+				t.Errorf("NewDirs (-want +got):\n%s", diff)
+			}
+
+			must(t, SyncFS(sb.root))
+			old = syscall.Umask(0o077)
+			err = st.Publish(sb.root, nil)
+			syscall.Umask(old)
+			if err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			must(t, SyncFS(sb.root))
+			if diff := cmp.Diff(snapshot(t, filepath.Join(src, "data")), snapshot(t, dest)); diff != "" {
+				t.Errorf("published tree (-source +published):\n%s", diff)
+			}
+			a, _ := os.Stat(filepath.Join(dest, "bin/demo"))
+			b, _ := os.Stat(filepath.Join(dest, "bin/demo-alias"))
+			if a == nil || b == nil || !os.SameFile(a, b) {
+				t.Error("bin/demo-alias is not a hard link to bin/demo")
+			}
+			for p := range snapshot(t, filepath.Join(sb.outer, "root")) {
+				if strings.Contains(p, TempPrefix) {
+					t.Errorf("%s left after Publish", p)
+				}
+			}
+		})
 	}
-	dest := filepath.Join(sb.outer, "root", testDest)
+}
 
-	// 1. Staged: every file under its temporary, no final name yet.
+// checkStaged checks that nothing of st is at a final name yet: a tree
+// staged whole is below TempName(Top, tag, 0) beside Top; otherwise each
+// non-directory has a temporary beside its final name.
+func checkStaged(t *testing.T, sb *sandbox, st *Staged, whole bool) {
+	t.Helper()
 	if len(st.Files) != len(st.Contents.Entries) {
 		t.Fatalf("%d staged files for %d entries", len(st.Files), len(st.Contents.Entries))
+	}
+	if whole {
+		if st.Top != "opt/packets/demo" || st.TopTemp != "opt/packets/.pk-tx1-0" {
+			t.Errorf("Top %q, TopTemp %q", st.Top, st.TopTemp)
+		}
+		if _, err := sb.root.Lstat(st.Top); err == nil {
+			t.Errorf("%s exists before Publish", st.Top)
+		}
+	} else if st.Top != "" || st.TopTemp != "" {
+		t.Errorf("Top %q, TopTemp %q over an existing Dest", st.Top, st.TopTemp)
 	}
 	for i, f := range st.Files {
 		if diff := cmp.Diff(st.Contents.Entries[i], f.Entry); diff != "" {
@@ -39,41 +97,69 @@ func TestExtractRoundTrip(t *testing.T) {
 		if want := path.Join(testDest, strings.TrimPrefix(f.Path, "data/")); f.Final != want {
 			t.Errorf("Final = %q, want %q", f.Final, want)
 		}
-		if f.Type == TypeDir {
+		at := f.Temp
+		if whole {
+			if f.Temp != "" {
+				t.Errorf("Temp %q for %q in a tree staged whole", f.Temp, f.Final)
+			}
+			at = st.TopTemp + strings.TrimPrefix(f.Final, st.Top)
+		} else if f.Type == TypeDir {
 			continue
-		}
-		if !strings.HasPrefix(path.Base(f.Temp), ".pk-tx1-") || path.Dir(f.Temp) != path.Dir(f.Final) {
+		} else if !strings.HasPrefix(path.Base(f.Temp), ".pk-tx1-") || path.Dir(f.Temp) != path.Dir(f.Final) {
 			t.Errorf("Temp %q for %q", f.Temp, f.Final)
 		}
-		if _, err := sb.root.Lstat(f.Final); err == nil {
+		if _, err := sb.root.Lstat(at); err != nil {
+			t.Errorf("%s is not staged at %s: %v", f.Final, at, err)
+		}
+		if _, err := sb.root.Lstat(f.Final); err == nil && (whole || f.Type != TypeDir) {
 			t.Errorf("%s exists before Publish", f.Final)
 		}
 	}
-	wantNew := []string{"opt/packets/demo", testDest}
-	for _, d := range []string{"bin", "empty", "etc", "lib", "private", "share", "share/doc", "tmp"} {
-		wantNew = append(wantNew, testDest+"/"+d)
-	}
-	if diff := cmp.Diff(wantNew, st.NewDirs); diff != "" {
-		t.Errorf("NewDirs (-want +got):\n%s", diff)
-	}
+}
 
-	// 2. Publish, and compare the trees.
-	must(t, SyncFS(sb.root))
-	old = syscall.Umask(0o077)
-	err = st.Publish(sb.root, nil)
-	syscall.Umask(old)
-	if err != nil {
-		t.Fatalf("Publish: %v", err)
-	}
-	must(t, SyncFS(sb.root))
-	if diff := cmp.Diff(snapshot(t, filepath.Join(src, "data")), snapshot(t, dest)); diff != "" {
-		t.Errorf("published tree (-source +published):\n%s", diff)
-	}
-	a, _ := os.Stat(filepath.Join(dest, "bin/demo"))
-	b, _ := os.Stat(filepath.Join(dest, "bin/demo-alias"))
-	if a == nil || b == nil || !os.SameFile(a, b) {
-		t.Error("bin/demo-alias is not a hard link to bin/demo")
-	}
+// TestPublishWhole: skip redirects and drops files of a tree staged whole,
+// and a Top that appeared between Extract and Publish is never replaced.
+func TestPublishWhole(t *testing.T) {
+	archive := buildBytes(t, demoSource(t))
+	t.Run("skip", func(t *testing.T) {
+		sb := newSandbox(t)
+		st, err := sb.extract(archive, Limits{})
+		must(t, err)
+		err = st.Publish(sb.root, func(f StagedFile) (string, bool) {
+			switch f.Path {
+			case "data/etc/demo.conf":
+				return f.Final + ".packets-new", true
+			case "data/share/doc/README":
+				return "", true
+			}
+			return "", false
+		})
+		must(t, err)
+		snap := snapshot(t, filepath.Join(sb.outer, "root", testDest))
+		if _, ok := snap["etc/demo.conf.packets-new"]; !ok {
+			t.Error("etc/demo.conf.packets-new was not published")
+		}
+		for _, p := range []string{"etc/demo.conf", "share/doc/README"} {
+			if _, ok := snap[p]; ok {
+				t.Errorf("%s published", p)
+			}
+		}
+	})
+	t.Run("top appeared", func(t *testing.T) {
+		sb := newSandbox(t)
+		st, err := sb.extract(archive, Limits{})
+		must(t, err)
+		must(t, sb.root.Mkdir(st.Top, 0o700)) // empty: a plain rename would replace it
+		err = st.Publish(sb.root, nil)
+		if !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("Publish over a new %s: %v, want fs.ErrExist", st.Top, err)
+		}
+		must(t, st.Discard(sb.root))
+		want := map[string]string{".": "drwxr-xr-x", "demo": "drwx------"} // the dir made meanwhile, untouched
+		if diff := cmp.Diff(want, snapshot(t, filepath.Join(sb.outer, "root", "opt/packets"))); diff != "" {
+			t.Errorf("after Discard (-want +got):\n%s", diff)
+		}
+	})
 }
 
 func TestExtractDiscard(t *testing.T) {

@@ -66,6 +66,26 @@ type FileRules struct {
 // Ref names one build: "htop 3.3.0".
 func (m *Manifest) Ref() Ref { return Ref{Name: m.Name, Version: m.Version} }
 
+// SameBuild reports whether m and o name the same build: name, version,
+// family and serial.
+func (m *Manifest) SameBuild(o *Manifest) bool {
+	return m.Name == o.Name && m.Version == o.Version && m.Family == o.Family && m.Serial == o.Serial
+}
+
+// BuildMismatchError says that an archive holds another build than the one
+// the signed index lists for its digest: the repository is inconsistent or
+// lying. The same bytes will always fail.
+type BuildMismatchError struct {
+	Digest Digest
+	Want   *Manifest // as the index lists it
+	Got    *Manifest // as the archive holds it
+}
+
+func (e *BuildMismatchError) Error() string {
+	return fmt.Sprintf("archive %s: the index lists %s %s (family %s, serial %d), the archive holds %s %s (family %s, serial %d)",
+		e.Digest.Short(), e.Want.Name, e.Want.Version, e.Want.Family, e.Want.Serial, e.Got.Name, e.Got.Version, e.Got.Family, e.Got.Serial)
+}
+
 // IsConfig reports whether archive path p is declared a config file.
 func (m *Manifest) IsConfig(p string) bool { return slices.Contains(m.Files.Config, p) }
 

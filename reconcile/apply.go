@@ -59,18 +59,6 @@ func (e *StalePlanError) Error() string {
 	return fmt.Sprintf("the plan was computed against installed.db generation %d, but it is now at %d: plan again", e.Planned, e.Now)
 }
 
-// ArchiveMismatchError says an archive's manifest is not what the signed
-// index promised for it: the repository is inconsistent or lying.
-type ArchiveMismatchError struct {
-	Want *packages.Available
-	Got  *packages.Manifest
-}
-
-func (e *ArchiveMismatchError) Error() string {
-	return fmt.Sprintf("archive %s: the index lists %s %s (serial %d), the archive holds %s %s (serial %d)",
-		e.Want.Digest.Short(), e.Want.Name, e.Want.Version, e.Want.Serial, e.Got.Name, e.Got.Version, e.Got.Serial)
-}
-
 // Result is what Apply did.
 type Result struct {
 	Sources map[packages.Digest]string // where each archive came from
@@ -90,9 +78,12 @@ func (e *ActionError) Error() string {
 
 // Apply executes p. In order:
 //  1. refuse a stale plan;
-//  2. fetch and verify every archive, and inspect each against the index —
-//     if anything is missing or wrong, nothing on the machine has changed;
-//  3. one transaction for the whole plan: stage every file, run the old
+//  2. fetch every archive and verify its size and SHA-256 against the
+//     signed index — if anything is missing or wrong, nothing on the
+//     machine has changed;
+//  3. one transaction for the whole plan: stage every file (validating
+//     every entry before it is written under a temporary name, and that
+//     the archive holds the build the index lists), run the old
 //     builds' remove hooks, commit (the journal's decision point; from there
 //     a crash rolls forward), run the new builds' install hooks;
 //  4. record reason changes.
@@ -122,12 +113,10 @@ func Apply(ctx context.Context, p *Plan, env Env) (*Result, error) {
 		}
 		env.Logger.Debug("fetched and verified", "archives", len(fetches), "took", time.Since(start))
 	}
-	start = time.Now()
 	changes, err := buildChanges(ctx, p, env, res.Sources)
 	if err != nil {
 		return nil, err
 	}
-	env.Logger.Debug("validated the archives", "changes", len(changes), "took", time.Since(start))
 	if len(changes) > 0 {
 		if err := runTx(ctx, p, env, changes, res); err != nil {
 			return res, err

@@ -8,27 +8,29 @@ import (
 	"os"
 	"os/user"
 	"path"
-	"runtime"
 	"strconv"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/packets-dev/packets/packages"
 	"github.com/packets-dev/packets/packages/installed"
 )
 
-// buildChanges turns the plan's file-changing actions into installed.Changes,
-// reading each new archive once more, read-only, to check it is the build the
-// signed index promised and to take its hooks for the receipt. An archive
-// that fails here has changed nothing on the machine.
+// buildChanges turns the plan's file-changing actions into
+// installed.Changes. It does not read the archives: staging reads each one
+// once, validating every entry before it writes it under a temporary name,
+// checks that it holds the build the signed index listed
+// (*packages.BuildMismatchError) and completes the receipt with its hooks.
+// An archive refused there leaves the machine as it was.
 func buildChanges(ctx context.Context, p *Plan, env Env, sources map[packages.Digest]string) ([]installed.Change, error) {
 	snap, err := env.DB.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now
+	if env.Now != nil {
+		now = env.Now
+	}
 	var changes []installed.Change
-	var news []Action // the actions whose receipts are made below, by change
 	for _, a := range p.Actions {
 		if a.Kind == Mark {
 			continue
@@ -40,35 +42,17 @@ func buildChanges(ctx context.Context, p *Plan, env Env, sources map[packages.Di
 				return nil, fmt.Errorf("%s %s: not installed any more: plan again", a.Kind, a.From.Name)
 			}
 		}
-		changes = append(changes, c)
-		news = append(news, a)
-	}
-	// Validating the archives reads each one whole: do it on every core.
-	errs := make([]error, len(changes))
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i, a := range news {
-		if a.To == nil {
-			continue
-		}
-		g.Go(func() error {
-			pkg, err := receipt(ctx, a, env, sources[a.To.Digest])
-			if err != nil {
-				errs[i] = err
-				return nil
+		if to := a.To; to != nil {
+			c.New = &installed.Package{
+				Name: to.Name, Version: to.Version, Family: to.Family, Serial: to.Serial,
+				Description: to.Description, Dependencies: to.Dependencies,
+				Repo: to.Repo, Digest: to.Digest, Size: to.Size, InstalledSize: to.InstalledSize,
+				Reason: reasonOf(a), InstalledAt: now().UTC(), InstalledBy: env.User, Source: sources[to.Digest],
+				Options: a.Options, DataDir: path.Join(env.Layout.DataDir, string(to.Name)),
 			}
-			digest := a.To.Digest
-			changes[i].New = pkg
-			changes[i].Open = func() (io.ReadCloser, error) { return env.Fetcher.Open(digest) }
-			return nil
-		})
-	}
-	g.Wait()
-	// The first failure in plan order, whichever finished first.
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
+			c.Open = func() (io.ReadCloser, error) { return env.Fetcher.Open(to.Digest) }
 		}
+		changes = append(changes, c)
 	}
 	return changes, nil
 }
@@ -83,36 +67,6 @@ func changeKind(k Kind) installed.Kind {
 		return installed.Reinstall
 	}
 	return installed.Remove
-}
-
-// receipt inspects the archive of a.To and makes the install receipt.
-func receipt(ctx context.Context, a Action, env Env, source string) (*installed.Package, error) {
-	to := a.To
-	rc, err := env.Fetcher.Open(to.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", a.Kind, to.Ref(), err)
-	}
-	defer rc.Close()
-	contents, err := packages.Validate(rc, packages.DefaultLimits())
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", a.Kind, to.Ref(), err)
-	}
-	m := contents.Manifest
-	if m.Name != to.Name || m.Version != to.Version || m.Family != to.Family || m.Serial != to.Serial {
-		return nil, &ArchiveMismatchError{Want: to, Got: m}
-	}
-	now := time.Now
-	if env.Now != nil {
-		now = env.Now
-	}
-	return &installed.Package{
-		Name: m.Name, Version: m.Version, Family: m.Family, Serial: m.Serial,
-		Description: m.Description, Dependencies: m.Dependencies,
-		Repo: to.Repo, Digest: to.Digest, Size: to.Size, InstalledSize: contents.InstalledSize,
-		Reason: reasonOf(a), InstalledAt: now().UTC(), InstalledBy: env.User, Source: source,
-		Options: a.Options, InstallHook: string(contents.InstallHook), RemoveHook: string(contents.RemoveHook),
-		DataDir: path.Join(env.Layout.DataDir, string(m.Name)),
-	}, nil
 }
 
 // runTx runs the one transaction of an apply. Before the commit, any error

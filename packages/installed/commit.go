@@ -146,20 +146,31 @@ func (db *DB) publish(l *Layout, c *change, split bool) error {
 		}
 		return "", false
 	}
-	files, cut := c.staged.Files, 0
-	if split {
-		cut = len(files) / 2
-		first := packages.Staged{Files: files[:cut], Dest: c.staged.Dest}
-		if err := first.Publish(l.Root, skip); err != nil {
+	if c.staged.Top != "" { // staged whole: one rename, then the user's files
+		if err := c.staged.Publish(l.Root, skip); err != nil {
 			return err
 		}
-		if err := db.crash("renames-half"); err != nil {
+		if split {
+			if err := db.crash("renames-half"); err != nil {
+				return err
+			}
+		}
+	} else {
+		files, cut := c.staged.Files, 0
+		if split {
+			cut = len(files) / 2
+			first := packages.Staged{Files: files[:cut], Dest: c.staged.Dest}
+			if err := first.Publish(l.Root, skip); err != nil {
+				return err
+			}
+			if err := db.crash("renames-half"); err != nil {
+				return err
+			}
+		}
+		rest := packages.Staged{Files: files[cut:], Dest: c.staged.Dest}
+		if err := rest.Publish(l.Root, skip); err != nil {
 			return err
 		}
-	}
-	rest := packages.Staged{Files: files[cut:], Dest: c.staged.Dest}
-	if err := rest.Publish(l.Root, skip); err != nil {
-		return err
 	}
 	for _, k := range c.row.p.Keep {
 		if k.From == k.To {

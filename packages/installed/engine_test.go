@@ -1,14 +1,19 @@
 package installed
 
 import (
+	"archive/tar"
+	"bytes"
 	"database/sql"
 	"errors"
 	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"github.com/packets-dev/packets/packages"
@@ -485,4 +490,96 @@ func TestMoveDataDir(t *testing.T) {
 		t.Errorf("moved config = %q, want the user's", got)
 	}
 	m.verifyClean()
+}
+
+// An archive whose manifest is another build than the receipt names (an
+// index listing the wrong digest) is refused while staging, and the abort
+// leaves the disk as it was.
+func TestStageRefusesAnotherBuild(t *testing.T) {
+	m := newMachine(t)
+	m.mustApply(m.install(m.build(toolSrc)))
+	before := m.tree()
+	listed := htopV1(m)
+	lying := m.build(src{name: "htop", version: "9.9", serial: 9, files: map[string]string{"bin/htop": "not htop 3.2.0\n"}})
+	tx, err := m.db.Begin(t.Context(), m.l, []Change{{Kind: Install, New: listed, Open: m.opener(lying)}})
+	must(t, err)
+	err = tx.Stage(t.Context())
+	var mismatch *packages.BuildMismatchError
+	if !errors.As(err, &mismatch) || mismatch.Got.Version != "9.9" || mismatch.Want.Version != listed.Version {
+		t.Fatalf("Stage: %v, want a *packages.BuildMismatchError naming 9.9 and %s", err, listed.Version)
+	}
+	must(t, tx.Abort(t.Context()))
+	if diff := cmp.Diff(before, m.tree()); diff != "" {
+		t.Errorf("the refused archive changed the disk (-before +after):\n%s", diff)
+	}
+	if m.exists(htopDir) {
+		t.Errorf("%s exists after the refusal", htopDir)
+	}
+	m.verifyClean()
+}
+
+// A hostile archive the signed index vouches for (the repository's key
+// signed it) reaches Stage unread: Stage refuses it at the bad entry, after
+// staging the good ones before it, and the abort leaves the disk as it was,
+// both for a new package (staged whole) and over an installed one (file by
+// file).
+func TestStageRefusesHostileArchive(t *testing.T) {
+	for _, upgrade := range []bool{false, true} {
+		t.Run(map[bool]string{false: "install", true: "upgrade"}[upgrade], func(t *testing.T) {
+			m := newMachine(t)
+			if upgrade {
+				m.mustApply(m.install(htopV1(m)))
+			}
+			// The data dir, which Stage makes first and no abort removes
+			// (an empty /opt may have been the admin's).
+			must(t, m.root.MkdirAll("opt/packets", 0o755))
+			before := m.tree()
+			listed := htopV2(m)
+			m.cache[listed.Digest] = hostileArchive(t, listed, "data/bin/../../../../etc/passwd")
+			c := m.install(listed)
+			if upgrade {
+				c = m.upgrade("htop", listed)
+			}
+			tx, err := m.db.Begin(t.Context(), m.l, []Change{c})
+			must(t, err)
+			err = tx.Stage(t.Context())
+			var ee *packages.EntryError
+			if !errors.As(err, &ee) || !strings.Contains(ee.Path, "etc/passwd") {
+				t.Fatalf("Stage: %v, want an *EntryError naming the entry", err)
+			}
+			must(t, tx.Abort(t.Context()))
+			if diff := cmp.Diff(before, m.tree()); diff != "" {
+				t.Errorf("the hostile archive changed the disk (-before +after):\n%s", diff)
+			}
+			m.noTemps()
+			m.verifyClean()
+		})
+	}
+}
+
+// hostileArchive writes an archive holding p's manifest, a few good files
+// and then an entry named bad, and returns its path.
+func hostileArchive(t *testing.T, p *Package, bad string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf)
+	must(t, err)
+	tw := tar.NewWriter(zw)
+	add := func(name string, typ byte, body string) {
+		must(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: typ, Mode: 0o755, Size: int64(len(body))}))
+		_, err := tw.Write([]byte(body))
+		must(t, err)
+	}
+	man := packages.Manifest{Name: p.Name, Version: p.Version, Family: p.Family, Serial: p.Serial}
+	add(packages.ManifestFile, tar.TypeReg, string(man.Encode()))
+	add("data/", tar.TypeDir, "")
+	add("data/bin/", tar.TypeDir, "")
+	add("data/bin/htop", tar.TypeReg, "a good file first")
+	add("data/share/doc/README", tar.TypeReg, "and another")
+	add(bad, tar.TypeReg, "root::0:0::/:/bin/sh\n")
+	must(t, tw.Close())
+	must(t, zw.Close())
+	out := filepath.Join(t.TempDir(), "hostile.tar.zst")
+	must(t, os.WriteFile(out, buf.Bytes(), 0o644))
+	return out
 }

@@ -148,7 +148,21 @@ func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
-// sweepTemps deletes every temp of the given tags under the machine dir.
+// sweepStaged deletes what extractions of the given tags left for the
+// package dir pkgDir: temps below it, and the tree staged whole beside it
+// (packages.Staged.TopTemp) when the package dir was new.
+func sweepStaged(root *os.Root, pkgDir string, tags []string) error {
+	for _, t := range tags {
+		top := rel(packages.TempName(pkgDir, t, 0))
+		if err := root.RemoveAll(top); err != nil {
+			return fmt.Errorf("sweep %s: %w", top, err)
+		}
+	}
+	return sweepTemps(root, pkgDir, tags)
+}
+
+// sweepTemps deletes every temp of the given tags under the machine dir: a
+// directory (a tree staged whole) with everything in it.
 func sweepTemps(root *os.Root, dir string, tags []string) error {
 	prefixes := make([]string, len(tags))
 	for i, t := range tags {
@@ -161,16 +175,23 @@ func sweepTemps(root *os.Root, dir string, tags []string) error {
 			}
 			return err
 		}
-		if d.IsDir() || !strings.HasPrefix(d.Name(), packages.TempPrefix) {
+		if !strings.HasPrefix(d.Name(), packages.TempPrefix) {
 			return nil
 		}
 		for _, pre := range prefixes {
-			if strings.HasPrefix(d.Name(), pre) {
-				if err := root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if !strings.HasPrefix(d.Name(), pre) {
+				continue
+			}
+			if d.IsDir() {
+				if err := root.RemoveAll(p); err != nil {
 					return err
 				}
-				break
+				return fs.SkipDir
 			}
+			if err := root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			break
 		}
 		return nil
 	})

@@ -217,7 +217,7 @@ func (db *DB) rollback(ctx context.Context, l *Layout, txID string, cs []*change
 		if c.New == nil {
 			continue
 		}
-		if err := sweepTemps(l.Root, c.New.DataDir, c.row.p.Tags); err != nil {
+		if err := sweepStaged(l.Root, c.New.DataDir, c.row.p.Tags); err != nil {
 			return nil, err
 		}
 		if err := db.pruneDirs(ctx, l.Root, c.New.DataDir); err != nil {

@@ -145,7 +145,7 @@ func (db *DB) restage(ctx context.Context, l *Layout, cs []*change) error {
 		if c.New == nil {
 			continue
 		}
-		if err := sweepTemps(l.Root, c.New.DataDir, c.row.p.Tags); err != nil {
+		if err := sweepStaged(l.Root, c.New.DataDir, c.row.p.Tags); err != nil {
 			return err
 		}
 		c.row.tag = newID()

@@ -108,13 +108,14 @@ func (db *DB) stage(ctx context.Context, l *Layout, c *change, check bool) error
 	return nil
 }
 
-// fillNew checks that the archive is the build the change names and
-// completes the receipt from it.
+// fillNew checks that the archive is the build the change names
+// (*packages.BuildMismatchError) and completes the receipt from it: the
+// hooks are known only from the archive.
 func fillNew(n *Package, contents *packages.Contents) error {
 	m := contents.Manifest
-	if m.Name != n.Name || m.Version != n.Version || m.Family != n.Family || m.Serial != n.Serial {
-		return fmt.Errorf("the archive holds %s (family %s serial %d), not %s (family %s serial %d)",
-			m.Ref(), m.Family, m.Serial, n.Ref(), n.Family, n.Serial)
+	want := &packages.Manifest{Name: n.Name, Version: n.Version, Family: n.Family, Serial: n.Serial}
+	if !m.SameBuild(want) {
+		return &packages.BuildMismatchError{Digest: n.Digest, Want: want, Got: m}
 	}
 	n.Description, n.Dependencies = m.Description, m.Dependencies
 	n.InstallHook, n.RemoveHook = string(contents.InstallHook), string(contents.RemoveHook)

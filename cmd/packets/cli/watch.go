@@ -147,7 +147,7 @@ func classify(err error) error {
 		guard    *reconcile.RemovalGuardError
 		digest   *packages.DigestMismatchError
 		size     *packages.SizeMismatchError
-		mismatch *reconcile.ArchiveMismatchError
+		mismatch *packages.BuildMismatchError
 		entry    *packages.EntryError
 		state    *desired.Error
 	)
