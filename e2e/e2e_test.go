@@ -56,6 +56,7 @@ func TestScripts(t *testing.T) {
 			"mirror-count":  cmdMirrorCount,
 			"installed":     cmdInstalled,
 			"not-installed": cmdNotInstalled,
+			"no-temps":      cmdNoTemps,
 		},
 	})
 }

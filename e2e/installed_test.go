@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -87,4 +89,20 @@ func cmdCorruptCache(ts *testscript.TestScript, neg bool, args []string) {
 		data[len(data)/2] ^= 0xff
 		ts.Check(os.WriteFile(b, data, 0o644))
 	}
+}
+
+// no-temps: nothing under $ROOT is a staged temporary (a name starting
+// with packages.TempPrefix), file or directory.
+func cmdNoTemps(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: no-temps")
+	}
+	root := ts.Getenv("ROOT")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), packages.TempPrefix) {
+			return fmt.Errorf("temporary left: %s", strings.TrimPrefix(p, root))
+		}
+		return err
+	})
+	ts.Check(err)
 }

@@ -32,8 +32,13 @@ type Fetcher struct {
 	// them; otherwise their size is checked (the installer verifies the hash
 	// when it opens them). A bad cached blob is removed and fetched again.
 	VerifyCached bool
-	Observer     Observer     // nil: no progress reports
-	Logger       *slog.Logger // nil discards
+	// Ready, when not nil, hears of each blob as soon as it is in the cache
+	// and verified, so that a caller can start on it while the others
+	// download. It is called from the downloading goroutines, at most once
+	// per digest. The blobs are durable only when FetchAll returns.
+	Ready    func(Result)
+	Observer Observer     // nil: no progress reports
+	Logger   *slog.Logger // nil discards
 }
 
 // FetchAll makes every wanted blob present and verified in the cache:
@@ -144,7 +149,17 @@ func (r *run) offline(wants []Want) ([]Result, error) {
 	if len(missing) > 0 {
 		return nil, &OfflineError{Missing: missing}
 	}
+	for _, res := range out {
+		r.ready(res)
+	}
 	return out, nil
+}
+
+// ready tells the Fetcher's Ready, if any, that res is in the cache.
+func (r *run) ready(res Result) {
+	if r.f.Ready != nil {
+		r.f.Ready(res)
+	}
 }
 
 // all fetches wants concurrently, Parallel at a time.
@@ -206,13 +221,16 @@ func (r *run) one(ctx context.Context, w Want) (Result, error) {
 		return Result{}, err
 	}
 	if ok {
-		return r.fromCache(w), nil
+		res := r.fromCache(w)
+		r.ready(res)
+		return res, nil
 	}
 	start := time.Now()
 	res, err := r.download(ctx, w)
 	r.obs.Done(w, res.Source, err)
 	if err == nil {
 		r.log.Debug("fetched", "pkg", w.String(), "digest", w.Digest.Short(), "source", res.Source, "dur", time.Since(start))
+		r.ready(res)
 	}
 	return res, err
 }

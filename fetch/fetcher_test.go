@@ -289,3 +289,47 @@ func TestWantFor(t *testing.T) {
 		t.Errorf("WantFor (-want +got):\n%s", diff)
 	}
 }
+
+// Ready hears of every blob once, already in the cache and complete, as
+// soon as it is there: the cached one, the downloaded ones, a repeated
+// digest once; a blob that failed never.
+func TestFetchAllReady(t *testing.T) {
+	a, wa := testBlob("htop", 70_000, 1)
+	b, wb := testBlob("ncurses", 50_000, 2)
+	_, wc := testBlob("missing", 1000, 3)
+	srv := newServer(t, serveFiles(map[string][]byte{repoPath(wa): a, repoPath(wb): b}))
+	m := mirrorOf(t, srv)
+	f := newFetcher(t, m)
+	if _, err := f.FetchAll(t.Context(), []Want{wa}); err != nil { // now cached
+		t.Fatal(err)
+	}
+	var (
+		mu  sync.Mutex
+		got = map[packages.Digest]string{}
+	)
+	f.Ready = func(r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, seen := got[r.Digest]; seen {
+			t.Errorf("Ready twice for %s", r.Want)
+		}
+		got[r.Digest] = r.Source
+		if err := f.Cache.Verify(r.Digest); err != nil {
+			t.Errorf("Ready for %s before it is verified in the cache: %v", r.Want, err)
+		}
+	}
+	if _, err := f.FetchAll(t.Context(), []Want{wa, wb, wb}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[packages.Digest]string{wa.Digest: SourceCache, wb.Digest: m.String()}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Ready heard (-want +got):\n%s", diff)
+	}
+	clear(got)
+	if _, err := f.FetchAll(t.Context(), []Want{wc}); err == nil {
+		t.Fatal("fetching a blob no source has succeeded")
+	}
+	if len(got) != 0 {
+		t.Errorf("Ready heard of %v, which failed", got)
+	}
+}

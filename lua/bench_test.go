@@ -18,7 +18,17 @@ assert(os.symlink(path_join(data_dir, "bin/htop"), link))`
 //	go test -run '^$' -bench Hooks200 -benchtime 20x ./lua
 func BenchmarkHooks200(b *testing.B) {
 	m := newMachine(b)
-	h := m.hook(benchHook)
+	for _, bench := range []struct{ name, src string }{{"symlink", benchHook}, {"copy", copyHook}} {
+		b.Run(bench.name, func(b *testing.B) { benchHooks200(b, m.hook(bench.src)) })
+	}
+}
+
+// copyHook is the install.lua of the W10 benchmark: copy the package's
+// executable into the bin dir.
+const copyHook = `local ok, err = os.copy(path_join(data_dir, "bin/htop"), path_join(packets_bin_dir, "htop"))
+if not ok then error(err) end`
+
+func benchHooks200(b *testing.B, h lua.Hook) {
 	b.Run("in-process", func(b *testing.B) {
 		for b.Loop() {
 			for range 200 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -167,17 +168,18 @@ func (d *dirs) mkdir(p string, perm fs.FileMode) error {
 
 // create makes the new regular file p (O_EXCL: never an existing name, nor
 // through a symlink) with mode, writes r's content to it through buf, and
-// closes it; created says whether p exists, even if an error followed. The
+// closes it; created says whether p exists, even if an error followed, and
+// mtime is its modification time once written, which renames keep. The
 // mode is set after the content (a write clears setuid bits), and only
 // when the umask or special bits could have made it differ.
-func (d *dirs) create(p string, mode fs.FileMode, r io.Reader, buf []byte) (created bool, err error) {
+func (d *dirs) create(p string, mode fs.FileMode, r io.Reader, buf []byte) (created bool, mtime time.Time, err error) {
 	dfd, err := d.open(path.Dir(p))
 	if err != nil {
-		return false, err
+		return false, mtime, err
 	}
 	fd, err := openat(dfd, path.Base(p), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
-		return false, &fs.PathError{Op: "open", Path: p, Err: err}
+		return false, mtime, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
 	err = writeAll(fd, p, r, buf)
 	if m := unixMode(mode); err == nil && (m != uint32(mode.Perm()) || m&d.umask != 0) {
@@ -185,10 +187,17 @@ func (d *dirs) create(p string, mode fs.FileMode, r io.Reader, buf []byte) (crea
 			err = &fs.PathError{Op: "chmod", Path: p, Err: cerr}
 		}
 	}
+	if err == nil {
+		var st unix.Stat_t
+		if serr := unix.Fstat(fd, &st); serr != nil {
+			err = &fs.PathError{Op: "stat", Path: p, Err: serr}
+		}
+		mtime = time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC()
+	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = &fs.PathError{Op: "close", Path: p, Err: cerr}
 	}
-	return true, err
+	return true, mtime, err
 }
 
 // writeAll copies r to fd through buf.

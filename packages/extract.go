@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ExtractOptions says where and how Extract stages an archive.
@@ -25,6 +26,7 @@ type StagedFile struct {
 	Entry
 	Final string
 	Temp  string
+	MTime time.Time // a regular file's modification time once written: Publish's rename keeps it
 }
 
 // Staged is the result of Extract: every data entry staged, ready to
@@ -256,9 +258,9 @@ func (x *extractor) entry(e *Entry, content io.Reader) error {
 // file writes a regular file at at (its temporary, or its place in the
 // tree staged whole), with its mode.
 func (x *extractor) file(e *Entry, final, temp, at string, content io.Reader) error {
-	created, err := x.below.create(at, e.Mode, content, x.buf)
+	created, mtime, err := x.below.create(at, e.Mode, content, x.buf)
 	if created { // recorded as soon as it exists, so that Discard removes it
-		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Temp: temp})
+		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Temp: temp, MTime: mtime})
 		x.made[e.Path] = at
 	}
 	return err

@@ -58,6 +58,12 @@ func TestExtractRoundTrip(t *testing.T) {
 			if diff := cmp.Diff(snapshot(t, filepath.Join(src, "data")), snapshot(t, dest)); diff != "" {
 				t.Errorf("published tree (-source +published):\n%s", diff)
 			}
+			for _, f := range st.Files {
+				fi, err := sb.root.Lstat(f.Final)
+				if f.Type == TypeFile && (err != nil || !fi.ModTime().Equal(f.MTime)) {
+					t.Errorf("%s: published mtime %v (%v), staged %v", f.Final, fi.ModTime(), err, f.MTime)
+				}
+			}
 			a, _ := os.Stat(filepath.Join(dest, "bin/demo"))
 			b, _ := os.Stat(filepath.Join(dest, "bin/demo-alias"))
 			if a == nil || b == nil || !os.SameFile(a, b) {

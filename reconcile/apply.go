@@ -18,7 +18,10 @@ import (
 type Fetcher interface {
 	// Fetch gets every build's archive, verified; it returns where each came
 	// from ("cache", a mirror URL, a peer). Nothing on the machine changes.
-	Fetch(ctx context.Context, builds []*packages.Available) (map[packages.Digest]string, error)
+	// ready, when not nil, hears of each archive as soon as it is in the
+	// cache and verified (from any goroutine, once per digest); the
+	// archives are durable when Fetch returns.
+	Fetch(ctx context.Context, builds []*packages.Available, ready func(d packages.Digest, source string)) (map[packages.Digest]string, error)
 	// Open returns the bytes of an archive Fetch verified.
 	Open(d packages.Digest) (io.ReadCloser, error)
 }
@@ -78,15 +81,15 @@ func (e *ActionError) Error() string {
 
 // Apply executes p. In order:
 //  1. refuse a stale plan;
-//  2. fetch every archive and verify its size and SHA-256 against the
-//     signed index — if anything is missing or wrong, nothing on the
-//     machine has changed;
-//  3. one transaction for the whole plan: stage every file (validating
-//     every entry before it is written under a temporary name, and that
-//     the archive holds the build the index lists), run the old
-//     builds' remove hooks, commit (the journal's decision point; from there
-//     a crash rolls forward), run the new builds' install hooks;
-//  4. record reason changes.
+//  2. one transaction for the whole plan: fetch every archive and verify
+//     its size and SHA-256 against the signed index while staging the
+//     ones already here (validating every entry before it is written
+//     under a temporary name, and that the archive holds the build the
+//     index lists) — if anything is missing or wrong, the transaction is
+//     aborted and nothing on the machine has changed; then run the old
+//     builds' remove hooks, commit (the journal's decision point; from
+//     there a crash rolls forward), run the new builds' install hooks;
+//  3. record reason changes.
 //
 // An install hook that fails after the commit fails its action (reported in
 // Result.Failed and the returned error) but not the others: their files are
@@ -103,24 +106,24 @@ func Apply(ctx context.Context, p *Plan, env Env) (*Result, error) {
 		return nil, &StalePlanError{Planned: installed.Generation(p.Generation), Now: now}
 	}
 	res := &Result{Sources: map[packages.Digest]string{}}
-	start := time.Now()
+	var fg *fetching
 	if fetches := p.Fetches(); len(fetches) > 0 {
-		if res.Sources, err = env.Fetcher.Fetch(ctx, fetches); err != nil {
-			return nil, err
-		}
-		if env.Observer != nil {
-			env.Observer.Fetched(res.Sources)
-		}
-		env.Logger.Debug("fetched and verified", "archives", len(fetches), "took", time.Since(start))
+		fg = startFetch(ctx, env.Fetcher, fetches)
 	}
-	changes, err := buildChanges(ctx, p, env, res.Sources)
+	changes, err := buildChanges(ctx, p, env, fg)
 	if err != nil {
+		if fg != nil {
+			fg.end(true)
+		}
 		return nil, err
 	}
-	if len(changes) > 0 {
-		if err := runTx(ctx, p, env, changes, res); err != nil {
+	switch {
+	case len(changes) > 0:
+		if err := runTx(ctx, p, env, changes, fg, res); err != nil {
 			return res, err
 		}
+	case fg != nil: // cannot be: every fetch is a change's
+		fg.end(true)
 	}
 	for _, a := range p.Actions {
 		if a.Kind == Mark {

@@ -11,17 +11,17 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/packets-dev/packets/packages"
 	"github.com/packets-dev/packets/packages/installed"
 )
 
 // buildChanges turns the plan's file-changing actions into
-// installed.Changes. It does not read the archives: staging reads each one
-// once, validating every entry before it writes it under a temporary name,
-// checks that it holds the build the signed index listed
-// (*packages.BuildMismatchError) and completes the receipt with its hooks.
-// An archive refused there leaves the machine as it was.
-func buildChanges(ctx context.Context, p *Plan, env Env, sources map[packages.Digest]string) ([]installed.Change, error) {
+// installed.Changes. It does not read the archives: staging waits for each
+// one to be fetched (fg), reads it once, validating every entry before it
+// writes it under a temporary name, checks that it holds the build the
+// signed index listed (*packages.BuildMismatchError) and completes the
+// receipt with its hooks and source. An archive refused there leaves the
+// machine as it was.
+func buildChanges(ctx context.Context, p *Plan, env Env, fg *fetching) ([]installed.Change, error) {
 	snap, err := env.DB.Snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -47,10 +47,13 @@ func buildChanges(ctx context.Context, p *Plan, env Env, sources map[packages.Di
 				Name: to.Name, Version: to.Version, Family: to.Family, Serial: to.Serial,
 				Description: to.Description, Dependencies: to.Dependencies,
 				Repo: to.Repo, Digest: to.Digest, Size: to.Size, InstalledSize: to.InstalledSize,
-				Reason: reasonOf(a), InstalledAt: now().UTC(), InstalledBy: env.User, Source: sources[to.Digest],
+				Reason: reasonOf(a), InstalledAt: now().UTC(), InstalledBy: env.User,
 				Options: a.Options, DataDir: path.Join(env.Layout.DataDir, string(to.Name)),
 			}
 			c.Open = func() (io.ReadCloser, error) { return env.Fetcher.Open(to.Digest) }
+			if fg != nil {
+				c.Wait = func(ctx context.Context) (string, error) { return fg.wait(ctx, to.Digest) }
+			}
 		}
 		changes = append(changes, c)
 	}
@@ -69,10 +72,11 @@ func changeKind(k Kind) installed.Kind {
 	return installed.Remove
 }
 
-// runTx runs the one transaction of an apply. Before the commit, any error
-// aborts it and the machine is as it was; after, install hook failures are
-// collected per action.
-func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, res *Result) error {
+// runTx runs the one transaction of an apply, the fetch fg (nil when there
+// is nothing to fetch) running beside its staging. Before the commit, any
+// error aborts it and the machine is as it was; after, install hook
+// failures are collected per action.
+func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, fg *fetching, res *Result) error {
 	run := installed.HookFunc(env.Hooks.RunHook)
 	for _, a := range p.Actions {
 		if a.Kind != Mark && env.Observer != nil {
@@ -81,6 +85,9 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, re
 	}
 	tx, err := env.DB.Begin(ctx, env.Layout, changes)
 	if err != nil {
+		if fg != nil {
+			fg.end(true)
+		}
 		return err
 	}
 	abort := func(err error) error {
@@ -92,10 +99,10 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, re
 		return err
 	}
 	start := time.Now()
-	if err := tx.Stage(ctx); err != nil {
+	if err := stage(ctx, env, tx, fg, res); err != nil {
 		return abort(err)
 	}
-	env.Logger.Debug("staged", "took", time.Since(start))
+	env.Logger.Debug("fetched and staged", "took", time.Since(start))
 	start = time.Now()
 	if err := tx.PreHooks(ctx, run); err != nil {
 		return abort(err)
@@ -127,6 +134,29 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, re
 		}
 	}
 	return tx.Done(ctx)
+}
+
+// stage runs tx.Stage while fg fetches, then waits for the fetch to end
+// (every archive durable in the cache) and reports where they came from.
+// When both fail, the fetch's error is the one that matters: staging
+// failed for want of an archive.
+func stage(ctx context.Context, env Env, tx *installed.Tx, fg *fetching, res *Result) error {
+	err := tx.Stage(ctx)
+	if fg == nil {
+		return err
+	}
+	sources, ferr := fg.end(err != nil)
+	switch {
+	case ferr != nil && (err == nil || !errors.Is(ferr, context.Canceled)):
+		return ferr
+	case err != nil:
+		return err
+	}
+	res.Sources = sources
+	if env.Observer != nil {
+		env.Observer.Fetched(sources)
+	}
+	return nil
 }
 
 // KeptNotes tells the operator about config files an upgrade or removal

@@ -96,25 +96,36 @@ func (db *DB) setState(ctx context.Context, cs []*change, s state) error {
 // finish runs steps 3 to 6 of Commit from the recorded decisions; a roll
 // forward runs it again after re-extracting. Each package's renames,
 // deletions and lstats touch only its own paths, so packages proceed side
-// by side; the flush and the SQL transaction are one for the batch.
+// by side, and each hands its rows to the SQL transaction of step 6 as soon
+// as they are known, which writes them meanwhile; the flush is one for the
+// batch, and the SQL transaction commits only after it.
 func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
+	rec, err := db.beginRecord(ctx, l, cs)
+	if err != nil {
+		return err
+	}
+	defer rec.rollback() // unless committed
+	described := make(chan []File, len(cs))
+	recorded := make(chan error, 1)
+	go func() { recorded <- rec.add(described) }()
 	// The first change with files is published in two halves, so that a
 	// test can stop the engine in the middle of the renames.
 	half := slices.IndexFunc(cs, func(c *change) bool { return c.staged != nil && len(c.staged.Files) > 1 })
-	rows := make([][]File, len(cs))
-	err := forEach(ctx, len(cs), func(i int) error {
+	err = forEach(ctx, len(cs), func(i int) error {
 		c := cs[i]
 		if err := db.publish(l, c, i == half); err != nil {
 			return fmt.Errorf("%s: %w", c.name(), err)
 		}
 		db.deleteStale(ctx, l, c, true)
-		var err error
-		if rows[i], err = db.newRows(ctx, l, c); err != nil {
+		rows, err := db.newRows(ctx, l, c)
+		if err != nil {
 			return fmt.Errorf("%s: %w", c.name(), err)
 		}
+		described <- rows
 		return nil
 	})
-	if err != nil {
+	close(described)
+	if err := errors.Join(err, <-recorded); err != nil {
 		return err
 	}
 	if err := packages.SyncFS(l.Root); err != nil {
@@ -123,8 +134,11 @@ func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
 	if err := db.crash("synced"); err != nil {
 		return err
 	}
-	if err := db.record(ctx, l, cs, rows); err != nil {
+	if err := rec.commit(ctx); err != nil {
 		return err
+	}
+	for _, c := range cs {
+		c.row.state = stateCommitted
 	}
 	return db.crash("committed")
 }
@@ -208,55 +222,103 @@ func (db *DB) deleteStale(ctx context.Context, l *Layout, c *change, owned bool)
 	}
 }
 
-// record writes the new rows of every change, bumps the generation and
-// marks the changes committed, in one SQL transaction.
-func (db *DB) record(ctx context.Context, l *Layout, cs []*change, rows [][]File) error {
-	now := time.Now().UTC().Truncate(time.Second)
-	err := db.inTx(ctx, func(stx *sql.Tx) error {
-		// Forget every old row first: a batch may hand paths between
-		// packages (a rename within a family).
-		for _, c := range cs {
-			if c.Old == nil {
-				continue
-			}
-			if _, err := stx.ExecContext(ctx, `DELETE FROM files WHERE package = ?`, c.Old.Name); err != nil {
-				return err
-			}
-			if c.New == nil || c.New.Name != c.Old.Name {
-				if _, err := stx.ExecContext(ctx, `DELETE FROM packages WHERE name = ?`, c.Old.Name); err != nil {
-					return err
-				}
-			}
-		}
-		for _, c := range cs {
-			if c.New != nil {
-				if c.New.InstalledAt.IsZero() {
-					c.New.InstalledAt = now
-				}
-				if err := putPackage(stx, c.New); err != nil {
-					return err
-				}
-			}
-			r := *c.row
-			r.state = stateCommitted
-			if err := updateJournal(ctx, stx, &r); err != nil {
-				return err
-			}
-		}
-		if err := insertFiles(stx, slices.Concat(rows...)); err != nil {
-			return err
-		}
-		if _, err := stx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING`,
-			MetaDataDir, path.Clean("/"+l.DataDir)); err != nil {
-			return err
-		}
-		return bumpGeneration(stx)
-	})
+// recorder is step 6 of Commit: one SQL transaction that forgets the old
+// rows of a batch, writes its receipts and new rows, bumps the generation
+// and marks the changes committed. It is begun before the renames, takes
+// the rows while they happen, and commits after the flush.
+type recorder struct {
+	db  *DB
+	tx  *sql.Tx
+	ins *fileInserter
+}
+
+func (db *DB) beginRecord(ctx context.Context, l *Layout, cs []*change) (*recorder, error) {
+	stx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("record: %w", err)
+		return nil, fmt.Errorf("record: %w", db.asDamaged(err))
+	}
+	rec := &recorder{db: db, tx: stx}
+	if err := rec.begin(ctx, l, cs); err != nil {
+		rec.rollback()
+		return nil, fmt.Errorf("record: %w", db.asDamaged(err))
+	}
+	return rec, nil
+}
+
+func (rec *recorder) begin(ctx context.Context, l *Layout, cs []*change) error {
+	now := time.Now().UTC().Truncate(time.Second)
+	// Forget every old row first: a batch may hand paths between packages
+	// (a rename within a family).
+	for _, c := range cs {
+		if c.Old == nil {
+			continue
+		}
+		if _, err := rec.tx.ExecContext(ctx, `DELETE FROM files WHERE package = ?`, c.Old.Name); err != nil {
+			return err
+		}
+		if c.New == nil || c.New.Name != c.Old.Name {
+			if _, err := rec.tx.ExecContext(ctx, `DELETE FROM packages WHERE name = ?`, c.Old.Name); err != nil {
+				return err
+			}
+		}
 	}
 	for _, c := range cs {
-		c.row.state = stateCommitted
+		if c.New != nil {
+			if c.New.InstalledAt.IsZero() {
+				c.New.InstalledAt = now
+			}
+			if err := putPackage(rec.tx, c.New); err != nil {
+				return err
+			}
+		}
+		r := *c.row
+		r.state = stateCommitted
+		if err := updateJournal(ctx, rec.tx, &r); err != nil {
+			return err
+		}
+	}
+	if _, err := rec.tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+		MetaDataDir, path.Clean("/"+l.DataDir)); err != nil {
+		return err
+	}
+	if err := bumpGeneration(rec.tx); err != nil {
+		return err
+	}
+	var err error
+	rec.ins, err = newFileInserter(rec.tx)
+	return err
+}
+
+// add writes the rows it receives until the channel is closed. After an
+// error it keeps receiving, so that no sender blocks, and returns it.
+func (rec *recorder) add(rows <-chan []File) error {
+	var err error
+	for r := range rows {
+		if err == nil {
+			err = rec.ins.add(r)
+		}
+	}
+	if err == nil {
+		err = rec.ins.flush()
+	}
+	if err != nil {
+		return fmt.Errorf("record: %w", rec.db.asDamaged(err))
 	}
 	return nil
+}
+
+func (rec *recorder) commit(ctx context.Context) error {
+	rec.ins.close()
+	if err := rec.tx.Commit(); err != nil {
+		return fmt.Errorf("record: %w", rec.db.asDamaged(err))
+	}
+	return rec.db.checkpoint(ctx)
+}
+
+// rollback ends the transaction unless commit did.
+func (rec *recorder) rollback() {
+	if rec.ins != nil {
+		rec.ins.close()
+	}
+	rec.tx.Rollback() // sql.ErrTxDone after a commit
 }

@@ -19,9 +19,11 @@ import (
 )
 
 // newRows describes New's files as they now are on disk: the type, mode,
-// size and mtime from lstat, the hash and link target from the archive
-// (for a kept config file, the hash of the version shipped, as dpkg keeps
-// for conffiles), plus Old's hook-made paths that still exist.
+// size and mtime from lstat (for a regular file, from when Extract wrote
+// it: nothing has touched it since, and a rename keeps all four), the hash
+// and link target from the archive (for a kept config file, the hash of
+// the version shipped, as dpkg keeps for conffiles), plus Old's hook-made
+// paths that still exist.
 func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error) {
 	if c.New == nil {
 		return nil, nil
@@ -30,9 +32,9 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	for _, p := range c.row.p.Config {
 		config[p] = true
 	}
-	byPath := map[string]packages.Entry{}
-	for _, e := range c.contents.Entries {
-		byPath[path.Join(c.New.DataDir, e.Path)] = e
+	staged := make(map[string]*packages.StagedFile, len(c.staged.Files))
+	for i := range c.staged.Files {
+		staged["/"+c.staged.Files[i].Final] = &c.staged.Files[i]
 	}
 	have := finals(c.New, c.contents)
 	dc := dirCache{root: l.Root}
@@ -40,15 +42,21 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	rows := make([]File, 0, len(have))
 	// In path order, so that dc opens each directory once.
 	for _, p := range slices.Sorted(maps.Keys(have)) {
+		sf := staged[p]
+		if sf != nil && sf.Type == packages.TypeFile && !config[p] {
+			rows = append(rows, File{Package: c.New.Name, Path: p, Type: TypeFile,
+				Mode: sf.Mode, Size: sf.Size, MTime: sf.MTime, Digest: sf.Digest})
+			continue
+		}
 		var st unix.Stat_t
 		if err := dc.lstat(rel(p), &st); err != nil {
 			return nil, err
 		}
 		f := fileFromStat(c.New.Name, p, &st)
-		if e, ok := byPath[p]; ok {
-			f.Digest, f.Config = e.Digest, config[p]
-			if e.Type == packages.TypeSymlink {
-				f.Link = e.Link
+		if sf != nil {
+			f.Digest, f.Config = sf.Digest, config[p]
+			if sf.Type == packages.TypeSymlink {
+				f.Link = sf.Link
 			}
 		}
 		rows = append(rows, f)

@@ -240,7 +240,7 @@ func fileArgs(f File) []any {
 	return []any{f.Package, f.Path, f.Type, uint32(f.Mode), f.Size, digest, f.Link, mtime, f.Config, f.FromHook}
 }
 
-// insertChunk is how many rows insertFiles writes per statement: one
+// insertChunk is how many rows a fileInserter writes per statement: one
 // statement per row costs more in the driver than SQLite's own work.
 const insertChunk = 100
 
@@ -248,33 +248,66 @@ const insertChunk = 100
 // owner already fails the whole SQL transaction (the commit's conflict
 // checks make that impossible; the constraint is the last guard).
 func insertFiles(tx *sql.Tx, files []File) error {
-	values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", insertChunk), ", ")
-	full, err := tx.Prepare(`INSERT INTO files (` + fileColumns + `) VALUES ` + values)
+	w, err := newFileInserter(tx)
 	if err != nil {
 		return err
 	}
-	defer full.Close()
-	args := make([]any, 0, 10*insertChunk)
-	for len(files) >= insertChunk {
-		args = args[:0]
-		for _, f := range files[:insertChunk] {
-			args = append(args, fileArgs(f)...)
-		}
-		if _, err := full.Exec(args...); err != nil {
-			return fmt.Errorf("record files: %w", err)
-		}
-		files = files[insertChunk:]
+	defer w.close()
+	if err := w.add(files); err != nil {
+		return err
 	}
-	if len(files) == 0 {
-		return nil
+	return w.flush()
+}
+
+// fileInserter inserts rows as insertFiles does, insertChunk at a time
+// through one prepared statement, for a caller that has them a few at a
+// time: add buffers, flush writes what is left.
+type fileInserter struct {
+	tx   *sql.Tx
+	full *sql.Stmt
+	args []any
+}
+
+func newFileInserter(tx *sql.Tx) (*fileInserter, error) {
+	full, err := tx.Prepare(`INSERT INTO files (` + fileColumns + `) VALUES ` + valuesList(insertChunk))
+	if err != nil {
+		return nil, fmt.Errorf("record files: %w", err)
 	}
-	args = args[:0]
+	return &fileInserter{tx: tx, full: full, args: make([]any, 0, fileColumnCount*insertChunk)}, nil
+}
+
+func (w *fileInserter) add(files []File) error {
 	for _, f := range files {
-		args = append(args, fileArgs(f)...)
-	}
-	values = strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(files)), ", ")
-	if _, err := tx.Exec(`INSERT INTO files (`+fileColumns+`) VALUES `+values, args...); err != nil {
-		return fmt.Errorf("record files: %w", err)
+		w.args = append(w.args, fileArgs(f)...)
+		if len(w.args) == cap(w.args) {
+			if _, err := w.full.Exec(w.args...); err != nil {
+				return fmt.Errorf("record files: %w", err)
+			}
+			w.args = w.args[:0]
+		}
 	}
 	return nil
+}
+
+func (w *fileInserter) flush() error {
+	if len(w.args) == 0 {
+		return nil
+	}
+	_, err := w.tx.Exec(`INSERT INTO files (`+fileColumns+`) VALUES `+valuesList(len(w.args)/fileColumnCount), w.args...)
+	if err != nil {
+		return fmt.Errorf("record files: %w", err)
+	}
+	w.args = w.args[:0]
+	return nil
+}
+
+func (w *fileInserter) close() { w.full.Close() }
+
+// fileColumnCount is the number of fileColumns.
+const fileColumnCount = 10
+
+// valuesList is the VALUES list of n rows of fileColumns.
+func valuesList(n int) string {
+	row := "(?" + strings.Repeat(", ?", fileColumnCount-1) + "), "
+	return strings.TrimSuffix(strings.Repeat(row, n), ", ")
 }

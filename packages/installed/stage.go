@@ -84,6 +84,13 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool)
 // Inspect would. check is false when rolling forward, where the finals are
 // already half new.
 func (db *DB) stage(ctx context.Context, l *Layout, c *change, check bool) error {
+	if c.Wait != nil {
+		source, err := c.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		c.New.Source = source
+	}
 	rc, err := c.Open()
 	if err != nil {
 		return err

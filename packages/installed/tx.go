@@ -28,6 +28,11 @@ type Change struct {
 	// Open returns the verified archive bytes of New, from the cache. It
 	// may be called more than once (Stage, then recovery).
 	Open func() (io.ReadCloser, error)
+	// Wait, when not nil, is called by Stage before Open: it blocks until
+	// the archive is in the cache (the caller fetches it while other
+	// packages stage) and returns where it came from, recorded as
+	// New.Source. Its error fails the stage.
+	Wait func(ctx context.Context) (source string, err error)
 	// Options are handed to the hooks; they are recorded as New.Options.
 	Options map[string]string
 }

@@ -73,7 +73,7 @@ func (m *machine) fetcher(offline bool) *archiveFetcher {
 		peers: m.app.peerSource(m.layout)}
 }
 
-func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available) (map[packages.Digest]string, error) {
+func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available, ready func(packages.Digest, string)) (map[packages.Digest]string, error) {
 	byRepo := map[string][]fetch.Want{}
 	var order []string
 	for _, b := range builds {
@@ -103,20 +103,28 @@ func (f *archiveFetcher) Fetch(ctx context.Context, builds []*packages.Available
 			Cache: f.cache, Sources: sources, Parallel: f.m.layout.Fetch.Parallel, VerifyCached: true,
 			Offline: f.offline || len(sources) == 0, Observer: f.obs, Logger: f.m.app.logger,
 		}
+		if ready != nil {
+			fr.Ready = func(r fetch.Result) { ready(r.Digest, f.source(r)) }
+		}
 		results, err := fr.FetchAll(ctx, byRepo[repo])
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range results {
-			from[r.Digest] = r.Source
-			if f.peers != nil {
-				if addr, ok := f.peers.Origin(r.Digest); ok {
-					from[r.Digest] = "peer " + addr.String()
-				}
-			}
+			from[r.Digest] = f.source(r)
 		}
 	}
 	return from, nil
+}
+
+// source names where r came from: the peer's address rather than "peers".
+func (f *archiveFetcher) source(r fetch.Result) string {
+	if f.peers != nil {
+		if addr, ok := f.peers.Origin(r.Digest); ok {
+			return "peer " + addr.String()
+		}
+	}
+	return r.Source
 }
 
 func (f *archiveFetcher) Open(d packages.Digest) (io.ReadCloser, error) { return f.cache.Open(d) }
