@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,8 +83,22 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if m, _ := filepath.Glob(BackupPath(path) + ".tmp-*"); len(m) > 0 {
 		t.Errorf("temps left by Backup: %v", m)
 	}
+	// A standalone file: not in WAL mode (header bytes 18 and 19, the
+	// write and read versions, are 1), nothing beside it.
+	head := make([]byte, 20)
+	f, err := os.Open(BackupPath(path))
+	must(t, err)
+	_, err = io.ReadFull(f, head)
+	f.Close()
+	must(t, err)
+	if head[18] != 1 || head[19] != 1 {
+		t.Errorf("backup header versions %d/%d, want 1/1 (not WAL)", head[18], head[19])
+	}
+	if m, _ := filepath.Glob(BackupPath(path) + "-*"); len(m) > 0 {
+		t.Errorf("beside the backup: %v", m)
+	}
 	damage(t, path, "not a database")
-	_, err := Open(t.Context(), path, Options{})
+	_, err = Open(t.Context(), path, Options{})
 	if de := (*DamagedError)(nil); !errors.As(err, &de) {
 		t.Fatalf("Open of a damaged db: %v, want a *DamagedError", err)
 	}

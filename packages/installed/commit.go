@@ -31,12 +31,18 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	if err := tx.expect(statePending, stateUnhooked); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	all := map[string]bool{}
+	replaces := false
 	for _, c := range tx.changes {
 		if c.New != nil && c.staged == nil {
 			return fmt.Errorf("commit: %s is not staged", c.New.Ref())
 		}
-		if c.New != nil {
+		replaces = replaces || c.Old != nil
+	}
+	// Every final path of the batch, which no stale deletion may touch:
+	// only a change that replaces a build has stale paths.
+	all := map[string]bool{}
+	for _, c := range tx.changes {
+		if c.New != nil && replaces {
 			for p := range finals(c.New, c.contents) {
 				all[p] = true
 			}

@@ -42,12 +42,15 @@
 //
 // A Tx applies a batch of Changes: Begin journals them 'pending'; Stage
 // extracts every new archive next to its final paths under temporary
-// names, several at a time, and flushes them with one syncfs; PreHooks
-// runs old remove.lua hooks ('unhooked'); Commit records 'staged' (the
-// decision point), renames every temp into place, deletes stale paths,
-// flushes with one syncfs and writes every row in one SQL transaction
-// ('committed'); PostHooks runs new install.lua hooks and records what
-// they create; Done clears the journal. Durability is batched per phase,
+// names (a package dir that does not exist yet is built whole as a hidden
+// sibling of it), several at a time, each as soon as the caller has it
+// (Change.Wait), and flushes them with one syncfs; PreHooks runs old
+// remove.lua hooks ('unhooked'); Commit records 'staged' (the decision
+// point), renames every temp (or new package dir) into place, deletes
+// stale paths, flushes with one syncfs and writes every row in one SQL
+// transaction, filled while the renames happen and committed after the
+// flush ('committed'); PostHooks runs new install.lua hooks and records
+// what they create; Done clears the journal. Durability is batched per phase,
 // never per file or per package. Before the decision point, Abort or
 // Recover rolls back (temps deleted, the old install.lua re-run if its
 // remove.lua ran); from it on, Recover rolls forward from the recorded
