@@ -18,7 +18,7 @@ assert(os.symlink(path_join(data_dir, "bin/htop"), link))`
 //	go test -run '^$' -bench Hooks200 -benchtime 20x ./lua
 func BenchmarkHooks200(b *testing.B) {
 	m := newMachine(b)
-	for _, bench := range []struct{ name, src string }{{"symlink", benchHook}, {"copy", copyHook}} {
+	for _, bench := range []struct{ name, src string }{{"symlink", benchHook}, {"copy", copyHook}, {"empty", ""}} {
 		b.Run(bench.name, func(b *testing.B) { benchHooks200(b, m.hook(bench.src)) })
 	}
 }

@@ -40,15 +40,34 @@ const startTimeout = 30 * time.Second
 const stderrHead = 8 << 10
 
 // Session is one sandbox child running hooks in turn. It is safe for
-// concurrent use; hooks run one at a time.
+// concurrent use; hooks run one at a time, in the order they are sent.
 type Session struct {
 	r   *Runner
 	log *slog.Logger
 
 	mu     sync.Mutex
-	c      *child // nil after a kill: the next Run starts a fresh one
+	c      *child     // nil after a kill: the next hook starts a fresh one
+	queue  []*Pending // sent, results not read yet, in order
 	closed bool
 }
+
+// Pending is a hook sent with Send whose result Wait reads.
+type Pending struct {
+	s *Session
+	h Hook
+	// c is the child the request was written to; nil while it waits to be
+	// written (at most one hook is written ahead of the one running), or
+	// a child since killed, before it could start it: it is written again.
+	c    *child
+	done bool
+	res  Result
+	err  error
+}
+
+// aheadMax bounds the request written to the child while the hook before
+// it runs: with one such request in the pipe (64 KiB), a write never
+// blocks. A larger request waits until the hooks before it are done.
+const aheadMax = 16 << 10
 
 // child is one running sandbox process.
 type child struct {
@@ -149,57 +168,159 @@ func (c *child) forward(stdout io.Reader) {
 	}
 }
 
-// Run sends one hook to the child and waits for its result. A hook that
-// passes its time limit gets its child killed; the next Run starts a fresh
-// one. Every error is a *HookError.
+// Run runs one hook in the child and returns its result: Send, then Wait.
+// A hook that passes its time limit gets its child killed; the next hook
+// starts a fresh one. Every error is a *HookError.
 func (s *Session) Run(ctx context.Context, h Hook) (Result, error) {
+	return s.Send(ctx, h).Wait(ctx)
+}
+
+// Send hands h to the child without waiting for it: when the hook before
+// it is still running, the child finds h waiting as soon as it is done,
+// instead of idling while the caller reads that result and prepares the
+// next. Hooks run in the order they are sent, whatever order their
+// results are read in; a hook sent to a child that was killed before it
+// could start (the one before it timed out) is sent to the next child.
+func (s *Session) Send(ctx context.Context, h Hook) *Pending {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fail := func(err error) (Result, error) {
-		return Result{}, &HookError{Package: h.Package, Script: h.Script, Err: err}
-	}
+	p := &Pending{s: s, h: h}
 	if s.closed {
-		return fail(errors.New("hook sandbox session closed"))
+		p.finish(Result{}, errors.New("hook sandbox session closed"))
+		return p
+	}
+	s.queue = append(s.queue, p)
+	s.writeAhead(ctx)
+	return p
+}
+
+// Wait returns the result of p's hook, after those of the hooks sent
+// before it, under ctx (which, when it ends, kills the child running them).
+func (p *Pending) Wait(ctx context.Context) (Result, error) {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !p.done {
+		s.step(ctx)
+	}
+	return p.res, p.err
+}
+
+func (p *Pending) finish(res Result, err error) {
+	p.done, p.res = true, res
+	if err != nil {
+		if _, ok := err.(*HookError); !ok {
+			err = &HookError{Package: p.h.Package, Script: p.h.Script, Err: err}
+		}
+		p.err = err
+	}
+}
+
+// written counts the queued hooks written to the current child.
+func (s *Session) written() int {
+	n := 0
+	for _, p := range s.queue {
+		if p.c != nil && p.c == s.c {
+			n++
+		}
+	}
+	return n
+}
+
+// writeAhead writes the next queued request when the child has at most
+// the running hook before it, so that the child never waits for us.
+func (s *Session) writeAhead(ctx context.Context) {
+	if s.c == nil || s.written() != 1 {
+		return
+	}
+	for _, p := range s.queue {
+		if p.c != s.c {
+			if msg, err := s.request(p.h); err == nil && len(msg) <= aheadMax {
+				// A failed write is not p's error: the child is gone, and
+				// the running hook's result says why; p is written again.
+				if _, err := s.c.stdin.Write(msg); err == nil {
+					p.c = s.c
+				}
+			}
+			return
+		}
+	}
+}
+
+func (s *Session) request(h Hook) ([]byte, error) {
+	msg, err := json.Marshal(request{Hook: h, Limits: s.r.Limits.withDefaults()})
+	if err != nil {
+		return nil, fmt.Errorf("encode hook request: %w", err)
+	}
+	return append(msg, '\n'), nil
+}
+
+// step reads the result of the first queued hook, writing it to the child
+// (started if need be) first unless it was written ahead.
+func (s *Session) step(ctx context.Context) {
+	p := s.queue[0]
+	done := func(res Result, err error) {
+		s.queue = s.queue[1:]
+		p.finish(res, err)
+		s.writeAhead(ctx)
+	}
+	if p.c == nil || p.c != s.c { // not started
+		if s.closed {
+			done(Result{}, errors.New("hook sandbox session closed"))
+			return
+		}
+		if ctx.Err() != nil { // do not start a child to kill it
+			done(Result{}, context.Cause(ctx))
+			return
+		}
 	}
 	if s.c == nil {
 		c, err := s.start(ctx)
 		if err != nil {
-			return fail(err)
+			done(Result{}, err)
+			return
 		}
 		s.c = c
 	}
 	c := s.c
-	lim := s.r.Limits.withDefaults()
-	msg, err := json.Marshal(request{Hook: h, Limits: lim})
-	if err != nil {
-		return fail(fmt.Errorf("encode hook request: %w", err))
+	if p.c != c {
+		msg, err := s.request(p.h)
+		if err != nil {
+			done(Result{}, err)
+			return
+		}
+		if _, err := c.stdin.Write(msg); err != nil {
+			// The child is gone; its death explains more than EPIPE does.
+			s.kill(c)
+			done(Result{}, c.deathError())
+			return
+		}
+		p.c = c
 	}
 	c.stderr.reset() // keep what the child says during this hook
-	if _, err := c.stdin.Write(append(msg, '\n')); err != nil {
-		// The child is gone; its death explains more than EPIPE does.
-		s.kill(c)
-		return fail(c.deathError())
-	}
+	s.writeAhead(ctx)
 
 	// The child stops a hook at its time limit by itself; kill it only if
 	// it does not (a Go function looping in a pattern match, say).
+	lim := s.r.Limits.withDefaults()
 	timer := time.NewTimer(lim.Timeout + killGrace(lim.Timeout))
 	defer timer.Stop()
 	select {
 	case line, ok := <-c.lines:
 		if !ok {
 			s.c = nil
-			s.log.Debug("hook sandbox died", "pkg", h.Package, "hook", h.Script, "err", c.waitErr, "stderr", c.stderr.String())
-			return fail(c.deathError())
+			s.log.Debug("hook sandbox died", "pkg", p.h.Package, "hook", p.h.Script, "err", c.waitErr, "stderr", c.stderr.String())
+			done(Result{}, c.deathError())
+			return
 		}
-		return s.result(h, c, line)
+		done(s.result(p.h, c, line))
 	case <-timer.C:
-		s.log.Debug("hook sandbox killed: time limit", "pkg", h.Package, "hook", h.Script, "timeout", lim.Timeout)
+		s.log.Debug("hook sandbox killed: time limit", "pkg", p.h.Package, "hook", p.h.Script, "timeout", lim.Timeout)
 		s.kill(c)
-		return fail(&limitError{ErrTimeout, lim.Timeout.String()})
+		done(Result{}, &limitError{ErrTimeout, lim.Timeout.String()})
 	case <-ctx.Done():
 		s.kill(c)
-		return fail(context.Cause(ctx))
+		done(Result{}, context.Cause(ctx))
 	}
 }
 

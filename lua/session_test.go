@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,6 +137,59 @@ func TestSessionContext(t *testing.T) {
 	checkHookError(t, err, context.DeadlineExceeded, "context deadline exceeded", 0)
 	if _, err := s.Run(t.Context(), m.hook(`print(1)`)); err != nil {
 		t.Errorf("Run after the cancellation: %v", err)
+	}
+}
+
+// Hooks sent ahead run in the order they were sent, one after the other,
+// whatever order their results are read in.
+func TestSessionSendAhead(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, quick)
+	// Each hook copies a file only if the one before it did.
+	hook := func(i int) lua.Hook {
+		return m.hook(fmt.Sprintf(`local prev = path_join(packets_bin_dir, "h%d")
+assert(%d == 0 or io.open(prev, "r"), "ran before hook %d")
+assert(os.copy(path_join(data_dir, "bin/htop"), path_join(packets_bin_dir, "h%d")))`, i-1, i, i-1, i))
+	}
+	var sent []*lua.Pending
+	for i := range 4 {
+		sent = append(sent, s.Send(t.Context(), hook(i)))
+	}
+	for i := len(sent) - 1; i >= 0; i-- {
+		res, err := sent[i].Wait(t.Context())
+		if err != nil {
+			t.Fatalf("hook %d: %v", i, err)
+		}
+		if want := []string{fmt.Sprintf("/usr/bin/h%d", i)}; !slices.Equal(res.Created, want) {
+			t.Errorf("hook %d created %q, want %q", i, res.Created, want)
+		}
+	}
+}
+
+// A hook sent behind one that gets its child killed (the time limit) runs
+// in the next child; so does one sent behind a hook whose caller gave up,
+// unless its own caller gave up too.
+func TestSessionSendAheadAfterKill(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, lua.Limits{Timeout: 300 * time.Millisecond})
+	stuck := s.Send(t.Context(), m.hook(`local i = string.find(("a"):rep(4000), ".-.-.-.-b")`))
+	next := s.Send(t.Context(), m.hook(`print("next")`))
+	_, err := stuck.Wait(t.Context())
+	checkHookError(t, err, lua.ErrTimeout, "time limit exceeded (300ms)", 0)
+	if res, err := next.Wait(t.Context()); err != nil || res.Output != "next\n" {
+		t.Errorf("the hook behind the killed one: %+v, %v", res, err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	loop := s.Send(ctx, m.hook("while true do end"))
+	behind := s.Send(ctx, m.hook(`print("behind")`))
+	_, err = loop.Wait(ctx)
+	checkHookError(t, err, context.DeadlineExceeded, "context deadline exceeded", 0)
+	_, err = behind.Wait(ctx)
+	checkHookError(t, err, context.DeadlineExceeded, "context deadline exceeded", 0)
+	if res, err := s.Run(t.Context(), m.hook(`print("after")`)); err != nil || res.Output != "after\n" {
+		t.Errorf("Run after the cancellation: %+v, %v", res, err)
 	}
 }
 

@@ -30,6 +30,9 @@ type Fetcher interface {
 // returns the machine paths it created.
 type HookRunner interface {
 	RunHook(ctx context.Context, pkg *installed.Package, script string, src []byte) (created []string, err error)
+	// SendHook starts a hook and returns at once (installed.HookSend):
+	// the install hooks after a commit are handed over one ahead.
+	SendHook(ctx context.Context, pkg *installed.Package, script string, src []byte) (wait func() (created []string, err error))
 }
 
 // Observer hears about an apply as it happens. The library never prints;

@@ -116,7 +116,7 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, fg
 	env.Logger.Debug("committed", "took", time.Since(start))
 	res.Notes = append(res.Notes, KeptNotes(tx.Kept())...)
 	start = time.Now()
-	hookErrs := splitByPackage(tx.PostHooks(ctx, run))
+	hookErrs := splitByPackage(tx.PostHooks(ctx, env.Hooks.SendHook))
 	env.Logger.Debug("ran the install hooks", "took", time.Since(start))
 	for _, a := range p.Actions {
 		if a.Kind == Mark {

@@ -425,3 +425,23 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s (-want +got):\n%s", name, diff)
 	}
 }
+
+func TestRunsInstallHooks(t *testing.T) {
+	plain, hooked := avail("htop", "3.3.0", "htop", 4), avail("nano", "8.0", "nano", 9)
+	hooked.Hooks.Install = packages.InstallHook
+	tests := []struct {
+		name string
+		p    Plan
+		want bool
+	}{
+		{"no hooks", Plan{Actions: []Action{{Kind: Install, Name: "htop", To: &plain}}}, false},
+		{"an install hook", Plan{Actions: []Action{{Kind: Install, Name: "htop", To: &plain}, {Kind: Upgrade, Name: "nano", To: &hooked}}}, true},
+		{"a mark only", Plan{Actions: []Action{{Kind: Mark, Name: "nano", To: &hooked}}}, false},
+		{"a removal", Plan{Actions: []Action{{Kind: Remove, Name: "nano", From: &Build{Name: "nano"}}}}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.p.RunsInstallHooks(); got != tt.want {
+			t.Errorf("%s: RunsInstallHooks = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

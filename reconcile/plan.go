@@ -103,6 +103,17 @@ func (p *Plan) DownloadSize() int64 {
 	return n
 }
 
+// RunsInstallHooks reports whether a build the plan installs declares an
+// install hook (in its manifest as the signed index lists it).
+func (p *Plan) RunsInstallHooks() bool {
+	for _, a := range p.Actions {
+		if a.To != nil && a.Kind != Mark && a.To.Hooks.Install != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // Fetches lists the catalogue builds the plan installs, in plan order.
 func (p *Plan) Fetches() []*packages.Available {
 	var out []*packages.Available

@@ -3,6 +3,7 @@ package installed
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"io/fs"
@@ -582,4 +583,64 @@ func hostileArchive(t *testing.T, p *Package, bad string) string {
 	out := filepath.Join(t.TempDir(), "hostile.tar.zst")
 	must(t, os.WriteFile(out, buf.Bytes(), 0o644))
 	return out
+}
+
+// PostHooks hands each install hook over before it reads the result of the
+// one before (a runner in another process reads it as soon as it is free):
+// the hooks still run in plan order, one at a time, and each package owns
+// what its own hook created.
+func TestPostHooksSendAhead(t *testing.T) {
+	m := newMachine(t)
+	var batch []Change
+	for _, name := range []string{"aa", "bb", "cc", "dd"} {
+		p := m.build(src{name: name, version: "1", serial: 1, files: map[string]string{"bin/" + name: name},
+			install: "copy bin/" + name + " /usr/bin/" + name + "\n"})
+		batch = append(batch, m.install(p))
+	}
+	// One worker, as one sandbox child: it takes the hooks in the order
+	// they are sent and runs each to its end before the next.
+	jobs := make(chan func(), len(batch))
+	go func() {
+		for job := range jobs {
+			job()
+		}
+	}()
+	defer close(jobs)
+	ahead, maxAhead := 0, 0 // hooks sent and not yet read
+	send := func(ctx context.Context, pkg *Package, script string, src []byte) func() ([]string, error) {
+		ahead++
+		maxAhead = max(maxAhead, ahead)
+		done := make(chan struct{})
+		var created []string
+		var err error
+		jobs <- func() {
+			created, err = m.run(ctx, pkg, script, src)
+			close(done)
+		}
+		return func() ([]string, error) {
+			<-done
+			ahead--
+			return created, err
+		}
+	}
+	tx, err := m.db.Begin(t.Context(), m.l, batch)
+	must(t, err)
+	must(t, tx.Stage(t.Context()))
+	must(t, tx.PreHooks(t.Context(), m.run))
+	must(t, tx.Commit(t.Context()))
+	must(t, tx.PostHooks(t.Context(), send))
+	must(t, tx.Done(t.Context()))
+	want := []string{"aa install.lua", "bb install.lua", "cc install.lua", "dd install.lua"}
+	if diff := cmp.Diff(want, m.calls); diff != "" {
+		t.Errorf("hooks run (-want +got):\n%s", diff)
+	}
+	if maxAhead != 2 {
+		t.Errorf("at most %d hooks were out at once, want 2 (one running, the next sent)", maxAhead)
+	}
+	for _, name := range []packages.Name{"aa", "bb", "cc", "dd"} {
+		if owner, ok, err := m.db.Owner(t.Context(), "/usr/bin/"+string(name)); err != nil || !ok || owner != name {
+			t.Errorf("/usr/bin/%s owned by %q (%v, %v), want %s", name, owner, ok, err, name)
+		}
+	}
+	m.verifyClean()
 }

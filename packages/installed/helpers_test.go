@@ -201,7 +201,7 @@ func (m *machine) apply(changes ...Change) (*Tx, error) {
 		tx.Stage,
 		func(ctx context.Context) error { return tx.PreHooks(ctx, m.run) },
 		tx.Commit,
-		func(ctx context.Context) error { return tx.PostHooks(ctx, m.run) },
+		func(ctx context.Context) error { return tx.PostHooks(ctx, HookFunc(m.run).Deferred()) },
 		tx.Done,
 	}
 	for _, step := range steps {

@@ -58,22 +58,24 @@ func (tx *Tx) PreHooks(ctx context.Context, run HookFunc) error {
 // in place either way); the *HookErrors are joined. A created path another
 // package owns is refused (*OwnedError) and not recorded. Call Done after
 // it even when it returns hook errors (otherwise the next Recover runs the
-// hooks again).
-func (tx *Tx) PostHooks(ctx context.Context, run HookFunc) error {
+// hooks again). Each hook is started through send before the result of the
+// one before it is read.
+func (tx *Tx) PostHooks(ctx context.Context, send HookSend) error {
 	if err := tx.expect(stateCommitted); err != nil {
 		return fmt.Errorf("post hooks: %w", err)
 	}
-	hookErr, err := tx.db.postHooks(ctx, &tx.l, tx.changes, run)
+	hookErr, err := tx.db.postHooks(ctx, &tx.l, tx.changes, send)
 	return errors.Join(err, hookErr)
 }
 
 // postHooks returns the hooks' errors apart from err, which stops the
-// engine. While the sandbox runs one hook, the paths the previous one
+// engine. Each hook is started before the result of the one before it is
+// read; while the sandbox runs one hook, the paths the previous one
 // created are described (lstat, hash, owner) on another goroutine, in hook
 // order. They are all recorded in one SQL transaction after the last hook:
 // until then a crash leaves the transaction committed, and recovery runs
 // every install hook again.
-func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, run HookFunc) (hookErr, err error) {
+func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, send HookSend) (hookErr, err error) {
 	var (
 		errs     []error
 		batch    []File
@@ -92,17 +94,34 @@ func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, run HookFu
 			}
 		}
 	})
-	var stop error
+	var (
+		stop    error
+		started *Package // the hook started and not yet read
+		wait    func() ([]string, error)
+	)
+	read := func() error {
+		r := ranScript{pkg: started, script: packages.InstallHook}
+		r.created, r.err = wait()
+		if err := db.crash("ran " + packages.InstallHook); err != nil {
+			return err
+		}
+		ran <- r
+		return nil
+	}
 	for _, c := range cs {
 		if c.New == nil || c.New.InstallHook == "" {
 			continue
 		}
-		r, err := db.execScript(ctx, run, c.New, packages.InstallHook)
-		if err != nil {
-			stop = err
-			break
+		next := send(ctx, c.New, packages.InstallHook, []byte(c.New.InstallHook))
+		if started != nil {
+			if stop = read(); stop != nil {
+				break
+			}
 		}
-		ran <- r
+		started, wait = c.New, next
+	}
+	if stop == nil && started != nil {
+		stop = read()
 	}
 	close(ran)
 	describe.Wait()

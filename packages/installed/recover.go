@@ -104,7 +104,7 @@ func (db *DB) recoverTx(ctx context.Context, l *Layout, rows []*journalRow, open
 		rep.RolledForward = append(rep.RolledForward, refOf(c))
 	}
 	rep.Kept = append(rep.Kept, keptOf(cs)...)
-	hookErr, err := db.postHooks(ctx, l, cs, run)
+	hookErr, err := db.postHooks(ctx, l, cs, run.Deferred())
 	if err != nil {
 		return err
 	}

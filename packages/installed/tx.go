@@ -41,6 +41,26 @@ type Change struct {
 // source src) and returns every absolute machine path it created.
 type HookFunc func(ctx context.Context, pkg *Package, script string, src []byte) (created []string, err error)
 
+// HookSend starts one hook script of pkg and returns at once; wait blocks
+// until it has run and returns what a HookFunc returns. Hooks run in the
+// order they were started. PostHooks starts each install hook before it
+// waits for the one before it, so that a runner in another process (the
+// sandbox child) finds the next hook waiting instead of idling while the
+// engine reads a result.
+type HookSend func(ctx context.Context, pkg *Package, script string, src []byte) (wait func() (created []string, err error))
+
+// Deferred is run as a HookSend: each hook runs when it is waited for.
+func (run HookFunc) Deferred() HookSend {
+	return func(ctx context.Context, pkg *Package, script string, src []byte) func() ([]string, error) {
+		return func() ([]string, error) {
+			if run == nil {
+				return nil, errors.New("no hook runner")
+			}
+			return run(ctx, pkg, script, src)
+		}
+	}
+}
+
 // Layout is where a transaction writes.
 type Layout struct {
 	Root    *os.Root // the machine's root (--root)

@@ -165,8 +165,12 @@ func (m *machine) applyState(ctx context.Context, load func() (desired.State, er
 	if req.watch && req.json {
 		obs = &actionEvents{w: m.app.stdout, run: req.runID}
 	}
+	hooks := m.hookRunner()
+	if p.RunsInstallHooks() {
+		hooks.prestart(ctx) // while the archives are fetched and staged
+	}
 	res, err := reconcile.Apply(ctx, p, reconcile.Env{
-		DB: m.db, Layout: m.installedLayout(), Fetcher: m.fetcher(req.offline), Hooks: m.hookRunner(),
+		DB: m.db, Layout: m.installedLayout(), Fetcher: m.fetcher(req.offline), Hooks: hooks,
 		Observer: obs, Logger: m.app.logger, User: reconcile.CurrentUser(),
 	})
 	if err == nil && req.moving {

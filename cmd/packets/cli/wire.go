@@ -135,6 +135,8 @@ type hookRunner struct {
 	m       *machine
 	mu      sync.Mutex
 	session *lua.Session
+	binDir  bool // made
+	closed  bool
 }
 
 func (m *machine) hookRunner() *hookRunner {
@@ -147,37 +149,71 @@ func (m *machine) hookRunner() *hookRunner {
 
 // RunHook implements reconcile.HookRunner and installed.HookFunc.
 func (h *hookRunner) RunHook(ctx context.Context, pkg *installed.Package, script string, src []byte) ([]string, error) {
+	return h.SendHook(ctx, pkg, script, src)()
+}
+
+// SendHook implements reconcile.HookRunner and installed.HookSend: the
+// sandbox child gets the hook at once, and reads it as soon as the hook
+// before it is done.
+func (h *hookRunner) SendHook(ctx context.Context, pkg *installed.Package, script string, src []byte) func() ([]string, error) {
 	s, err := h.start(ctx)
 	if err != nil {
-		return nil, err
+		return func() ([]string, error) { return nil, err }
 	}
 	l := h.m.layout
 	protected, err := h.m.db.OwnedUnder(ctx, l.BinDir, pkg.Name)
 	if err != nil {
-		return nil, err
+		return func() ([]string, error) { return nil, err }
 	}
-	res, err := s.Run(ctx, lua.Hook{
+	sent := s.Send(ctx, lua.Hook{
 		Package: string(pkg.Name), Script: script, Source: src, Root: l.Root,
 		PackageDir: pkg.DataDir, DataDir: path.Join(pkg.DataDir, packages.DataDir), BinDir: l.BinDir,
 		Protected: protected, Options: pkg.Options,
 	})
-	if out := strings.TrimSpace(res.Output); out != "" {
-		h.m.app.logger.Info("hook output", "pkg", pkg.Name, "script", script, "output", out)
+	return func() ([]string, error) {
+		res, err := sent.Wait(ctx)
+		if out := strings.TrimSpace(res.Output); out != "" {
+			h.m.app.logger.Info("hook output", "pkg", pkg.Name, "script", script, "output", out)
+		}
+		return res.Created, err
 	}
-	return res.Created, err
+}
+
+// prestart starts the sandbox child in the background, so that the first
+// hook after the commit does not wait for it (about 4 ms). It changes
+// nothing on the machine; a failure is left for the first hook to meet.
+func (h *hookRunner) prestart(ctx context.Context) {
+	go func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.session == nil && !h.closed {
+			h.session, _ = h.newSession(ctx)
+		}
+	}()
 }
 
 func (h *hookRunner) start(ctx context.Context) (*lua.Session, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.session != nil {
-		return h.session, nil
+	if !h.binDir {
+		// Hooks place executables into the bin dir but cannot make
+		// directories: make sure it exists, as it does on any real machine.
+		if err := h.m.root.MkdirAll(strings.TrimPrefix(h.m.layout.BinDir, "/"), 0o755); err != nil {
+			return nil, fmt.Errorf("bin dir: %w", err)
+		}
+		h.binDir = true
 	}
-	// Hooks place executables into the bin dir but cannot make directories:
-	// make sure it exists, as it does on any real machine.
-	if err := h.m.root.MkdirAll(strings.TrimPrefix(h.m.layout.BinDir, "/"), 0o755); err != nil {
-		return nil, fmt.Errorf("bin dir: %w", err)
+	if h.session == nil {
+		s, err := h.newSession(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.session = s
 	}
+	return h.session, nil
+}
+
+func (h *hookRunner) newSession(ctx context.Context) (*lua.Session, error) {
 	self, err := selfCommand()
 	if err != nil {
 		return nil, err
@@ -191,13 +227,13 @@ func (h *hookRunner) start(ctx context.Context) (*lua.Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the hook sandbox: %w", err)
 	}
-	h.session = s
 	return s, nil
 }
 
 func (h *hookRunner) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.closed = true
 	if h.session == nil {
 		return nil
 	}
