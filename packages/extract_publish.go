@@ -68,6 +68,18 @@ func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bo
 	return nil
 }
 
+// At returns where f is until Publish: its temporary, its place in the
+// tree staged whole, or (a directory in an existing Dest) its final name.
+func (s *Staged) At(f StagedFile) string {
+	switch {
+	case f.Temp != "":
+		return f.Temp
+	case s.Top != "" && within(f.Final, s.Top):
+		return s.TopTemp + f.Final[len(s.Top):]
+	}
+	return f.Final
+}
+
 // Discard removes every staged temporary and then the directories that
 // Extract created, children first, leaving any that are no longer empty;
 // a tree staged whole, it removes whole. Missing temporaries are not an

@@ -110,8 +110,15 @@ func checkStaged(t *testing.T, sb *sandbox, st *Staged, whole bool) {
 			}
 			at = st.TopTemp + strings.TrimPrefix(f.Final, st.Top)
 		} else if f.Type == TypeDir {
+			at = f.Final
+		}
+		if got := st.At(f); got != at {
+			t.Errorf("At(%s) = %q, want %q", f.Final, got, at)
+		}
+		if !whole && f.Type == TypeDir {
 			continue
-		} else if !strings.HasPrefix(path.Base(f.Temp), ".pk-tx1-") || path.Dir(f.Temp) != path.Dir(f.Final) {
+		}
+		if !whole && (!strings.HasPrefix(path.Base(f.Temp), ".pk-tx1-") || path.Dir(f.Temp) != path.Dir(f.Final)) {
 			t.Errorf("Temp %q for %q", f.Temp, f.Final)
 		}
 		if _, err := sb.root.Lstat(at); err != nil {

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
 	"syscall"
-	"time"
 
 	"github.com/packets-dev/packets/packages"
 )
@@ -29,7 +27,11 @@ import (
 // After an error from step 2 on, call Recover: Abort no longer applies.
 func (tx *Tx) Commit(ctx context.Context) error {
 	if err := tx.expect(statePending, stateUnhooked); err != nil {
+		tx.dropRecord()
 		return fmt.Errorf("commit: %w", err)
+	}
+	if tx.rec != nil {
+		return tx.commitRecorded(ctx)
 	}
 	replaces := false
 	for _, c := range tx.changes {
@@ -64,6 +66,61 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// commitRecorded is Commit for a batch of installs whose rows Stage
+// recorded: the decisions (which config files each ships) and the state
+// 'staged' join those rows, and their SQL transaction commits as the
+// decision point; then the renames, one syncfs, and a small transaction
+// marking the changes 'committed'. A roll forward from the decision point
+// takes the usual way (finish), which writes the rows afresh.
+func (tx *Tx) commitRecorded(ctx context.Context) error {
+	rec := tx.rec
+	tx.rec = nil
+	defer rec.rollback() // unless committed
+	for _, c := range tx.changes {
+		if err := tx.db.decide(ctx, &tx.l, c, nil); err != nil {
+			return fmt.Errorf("commit %s: %w", c.name(), err)
+		}
+	}
+	if err := rec.decided(ctx, tx.changes); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if err := rec.commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, c := range tx.changes {
+		c.row.state = stateStaged
+	}
+	if err := tx.db.crash("decided"); err != nil {
+		return err
+	}
+	if err := tx.db.publishAll(ctx, &tx.l, tx.changes, nil); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if err := packages.SyncFS(tx.l.Root); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if err := tx.db.crash("synced"); err != nil {
+		return err
+	}
+	err := tx.db.inTx(ctx, func(stx *sql.Tx) error {
+		for _, c := range tx.changes {
+			r := *c.row
+			r.state = stateCommitted
+			if err := updateJournal(ctx, stx, &r); err != nil {
+				return err
+			}
+		}
+		return markCommitted(ctx, stx, &tx.l)
+	})
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, c := range tx.changes {
+		c.row.state = stateCommitted
+	}
+	return tx.db.crash("committed")
 }
 
 // expect reports an error unless every change is in one of states: the
@@ -106,31 +163,25 @@ func (db *DB) setState(ctx context.Context, cs []*change, s state) error {
 // as they are known, which writes them meanwhile; the flush is one for the
 // batch, and the SQL transaction commits only after it.
 func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
-	rec, err := db.beginRecord(ctx, l, cs)
+	rec, err := db.beginRecord(ctx)
 	if err != nil {
 		return err
 	}
 	defer rec.rollback() // unless committed
-	described := make(chan []File, len(cs))
+	if err := rec.forget(ctx, cs); err != nil {
+		return err
+	}
+	items := make(chan recordItem, len(cs))
 	recorded := make(chan error, 1)
-	go func() { recorded <- rec.add(described) }()
-	// The first change with files is published in two halves, so that a
-	// test can stop the engine in the middle of the renames.
-	half := slices.IndexFunc(cs, func(c *change) bool { return c.staged != nil && len(c.staged.Files) > 1 })
-	err = forEach(ctx, len(cs), func(i int) error {
-		c := cs[i]
-		if err := db.publish(l, c, i == half); err != nil {
-			return fmt.Errorf("%s: %w", c.name(), err)
-		}
-		db.deleteStale(ctx, l, c, true)
+	go func() { recorded <- rec.take(items) }()
+	err = db.publishAll(ctx, l, cs, func(c *change) error {
 		rows, err := db.newRows(ctx, l, c)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name(), err)
+		if err == nil {
+			items <- recordItem{pkg: c.New, rows: rows}
 		}
-		described <- rows
-		return nil
+		return err
 	})
-	close(described)
+	close(items)
 	if err := errors.Join(err, <-recorded); err != nil {
 		return err
 	}
@@ -140,6 +191,9 @@ func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
 	if err := db.crash("synced"); err != nil {
 		return err
 	}
+	if err := rec.committed(ctx, l, cs); err != nil {
+		return err
+	}
 	if err := rec.commit(ctx); err != nil {
 		return err
 	}
@@ -147,6 +201,28 @@ func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
 		c.row.state = stateCommitted
 	}
 	return db.crash("committed")
+}
+
+// publishAll renames every change's staged files into place and deletes
+// its stale paths, packages side by side, then calls then (if not nil)
+// for each. The first change with files is published in two halves, so
+// that a test can stop the engine in the middle of the renames.
+func (db *DB) publishAll(ctx context.Context, l *Layout, cs []*change, then func(*change) error) error {
+	half := slices.IndexFunc(cs, func(c *change) bool { return c.staged != nil && len(c.staged.Files) > 1 })
+	return forEach(ctx, len(cs), func(i int) error {
+		c := cs[i]
+		if err := db.publish(l, c, i == half); err != nil {
+			return fmt.Errorf("%s: %w", c.name(), err)
+		}
+		db.deleteStale(ctx, l, c, true)
+		if then == nil {
+			return nil
+		}
+		if err := then(c); err != nil {
+			return fmt.Errorf("%s: %w", c.name(), err)
+		}
+		return nil
+	})
 }
 
 // publish renames c's temps into place with packages.Staged.Publish. A
@@ -226,105 +302,4 @@ func (db *DB) deleteStale(ctx context.Context, l *Layout, c *change, owned bool)
 			db.log.Warn("cannot remove a stale path", "pkg", c.name(), "path", p, "err", err)
 		}
 	}
-}
-
-// recorder is step 6 of Commit: one SQL transaction that forgets the old
-// rows of a batch, writes its receipts and new rows, bumps the generation
-// and marks the changes committed. It is begun before the renames, takes
-// the rows while they happen, and commits after the flush.
-type recorder struct {
-	db  *DB
-	tx  *sql.Tx
-	ins *fileInserter
-}
-
-func (db *DB) beginRecord(ctx context.Context, l *Layout, cs []*change) (*recorder, error) {
-	stx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("record: %w", db.asDamaged(err))
-	}
-	rec := &recorder{db: db, tx: stx}
-	if err := rec.begin(ctx, l, cs); err != nil {
-		rec.rollback()
-		return nil, fmt.Errorf("record: %w", db.asDamaged(err))
-	}
-	return rec, nil
-}
-
-func (rec *recorder) begin(ctx context.Context, l *Layout, cs []*change) error {
-	now := time.Now().UTC().Truncate(time.Second)
-	// Forget every old row first: a batch may hand paths between packages
-	// (a rename within a family).
-	for _, c := range cs {
-		if c.Old == nil {
-			continue
-		}
-		if _, err := rec.tx.ExecContext(ctx, `DELETE FROM files WHERE package = ?`, c.Old.Name); err != nil {
-			return err
-		}
-		if c.New == nil || c.New.Name != c.Old.Name {
-			if _, err := rec.tx.ExecContext(ctx, `DELETE FROM packages WHERE name = ?`, c.Old.Name); err != nil {
-				return err
-			}
-		}
-	}
-	for _, c := range cs {
-		if c.New != nil {
-			if c.New.InstalledAt.IsZero() {
-				c.New.InstalledAt = now
-			}
-			if err := putPackage(rec.tx, c.New); err != nil {
-				return err
-			}
-		}
-		r := *c.row
-		r.state = stateCommitted
-		if err := updateJournal(ctx, rec.tx, &r); err != nil {
-			return err
-		}
-	}
-	if _, err := rec.tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING`,
-		MetaDataDir, path.Clean("/"+l.DataDir)); err != nil {
-		return err
-	}
-	if err := bumpGeneration(rec.tx); err != nil {
-		return err
-	}
-	var err error
-	rec.ins, err = newFileInserter(rec.tx)
-	return err
-}
-
-// add writes the rows it receives until the channel is closed. After an
-// error it keeps receiving, so that no sender blocks, and returns it.
-func (rec *recorder) add(rows <-chan []File) error {
-	var err error
-	for r := range rows {
-		if err == nil {
-			err = rec.ins.add(r)
-		}
-	}
-	if err == nil {
-		err = rec.ins.flush()
-	}
-	if err != nil {
-		return fmt.Errorf("record: %w", rec.db.asDamaged(err))
-	}
-	return nil
-}
-
-func (rec *recorder) commit(ctx context.Context) error {
-	rec.ins.close()
-	if err := rec.tx.Commit(); err != nil {
-		return fmt.Errorf("record: %w", rec.db.asDamaged(err))
-	}
-	return rec.db.checkpoint(ctx)
-}
-
-// rollback ends the transaction unless commit did.
-func (rec *recorder) rollback() {
-	if rec.ins != nil {
-		rec.ins.close()
-	}
-	rec.tx.Rollback() // sql.ErrTxDone after a commit
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -643,4 +644,34 @@ func TestPostHooksSendAhead(t *testing.T) {
 		}
 	}
 	m.verifyClean()
+}
+
+// What a batch of installs records while it extracts (before anything is
+// published) is what the disk holds once it is: directories of every mode
+// (one read-only, one sticky), symlinks, config files; and so is what a
+// roll forward records afresh (the crash tests' "installs" scenario).
+func TestInstallRecordsWhatIsPublished(t *testing.T) {
+	m := newMachine(t)
+	p := m.build(src{name: "modes", version: "1", serial: 1,
+		files: map[string]string{"ro/": "", "ro/file": "in a read-only dir", "tmp/": "", "private/": "",
+			"bin/tool": "tool", "etc/modes.conf": "x=1\n"},
+		modes:  map[string]fs.FileMode{"ro/": 0o555, "tmp/": 0o777 | fs.ModeSticky, "private/": 0o700, "bin/tool": 0o755},
+		links:  map[string]string{"bin/alias": "tool"},
+		config: []string{"etc/modes.conf"}})
+	m.mustApply(m.install(p))
+	m.verifyClean()
+	files, err := m.db.Files(t.Context(), "modes")
+	must(t, err)
+	got := map[string]string{}
+	for _, f := range files {
+		got[strings.TrimPrefix(f.Path, "/opt/packets/modes/data/")] = fmt.Sprintf("%s %s %v", f.Type, modeString(f.Mode), f.Config)
+	}
+	for path, want := range map[string]string{
+		"ro": "dir 0555 false", "tmp": "dir 1777 false", "private": "dir 0700 false",
+		"bin/alias": "symlink 0777 false", "etc/modes.conf": "file 0644 true", "bin/tool": "file 0755 false",
+	} {
+		if got[path] != want {
+			t.Errorf("%s recorded as %q, want %q", path, got[path], want)
+		}
+	}
 }

@@ -82,6 +82,48 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	return rows, nil
 }
 
+// stagedRows describes an Install's files as newRows will find them once
+// published, before they are: a regular file as Extract wrote it, an
+// archive directory with the mode Publish gives it, anything else from an
+// lstat where it is staged (packages.Staged.At). An Install has no kept
+// config file and no hook-made paths to carry over.
+func stagedRows(l *Layout, c *change) ([]File, error) {
+	staged := make(map[string]*packages.StagedFile, len(c.staged.Files))
+	for i := range c.staged.Files {
+		staged["/"+c.staged.Files[i].Final] = &c.staged.Files[i]
+	}
+	have := finals(c.New, c.contents)
+	dc := dirCache{root: l.Root}
+	defer dc.close()
+	rows := make([]File, 0, len(have))
+	for _, p := range slices.Sorted(maps.Keys(have)) {
+		sf := staged[p]
+		if sf == nil { // the package dir or its data dir
+			sf = &packages.StagedFile{Final: rel(p)}
+		}
+		config := sf.Path != "" && c.contents.Manifest.IsConfig(sf.Path)
+		if sf.Type == packages.TypeFile {
+			rows = append(rows, File{Package: c.New.Name, Path: p, Type: TypeFile,
+				Mode: sf.Mode, Size: sf.Size, MTime: sf.MTime, Digest: sf.Digest, Config: config})
+			continue
+		}
+		var st unix.Stat_t
+		if err := dc.lstat(c.staged.At(*sf), &st); err != nil {
+			return nil, err
+		}
+		f := fileFromStat(c.New.Name, p, &st)
+		f.Digest, f.Config = sf.Digest, config
+		switch sf.Type {
+		case packages.TypeSymlink:
+			f.Link = sf.Link
+		case packages.TypeDir:
+			f.Mode = sf.Mode // owner rwx until Publish
+		}
+		rows = append(rows, f)
+	}
+	return rows, nil
+}
+
 // hookRows describes the paths a hook of pkg created. A path that no
 // longer exists is skipped; one owned by another package is an
 // *OwnedError and is left out, as is one that claimed (when not nil) holds

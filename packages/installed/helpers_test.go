@@ -125,6 +125,11 @@ func (m *machine) build(s src) *Package {
 		must(m.t, os.MkdirAll(filepath.Dir(full), 0o755))
 		must(m.t, os.Symlink(target, full))
 	}
+	for p, md := range s.modes { // directories' modes, once their files are in
+		if strings.HasSuffix(p, "/") {
+			must(m.t, os.Chmod(filepath.Join(dir, "data", p), md))
+		}
+	}
 	out := filepath.Join(m.t.TempDir(), s.name+".tar.zst")
 	got, d, err := packages.BuildFile(dir, out)
 	if err != nil {

@@ -27,7 +27,12 @@ func (e *HookError) Unwrap() error { return e.Err }
 // order. Each change is journaled 'unhooked' before its hook runs, so that
 // a crash inside the hook still re-runs the old install.lua on rollback
 // (hooks must be idempotent). On an error, call Abort.
-func (tx *Tx) PreHooks(ctx context.Context, run HookFunc) error {
+func (tx *Tx) PreHooks(ctx context.Context, run HookFunc) (err error) {
+	defer func() {
+		if err != nil {
+			tx.dropRecord()
+		}
+	}()
 	if err := tx.expect(statePending); err != nil {
 		return fmt.Errorf("pre hooks: %w", err)
 	}
@@ -218,6 +223,7 @@ func (tx *Tx) Done(ctx context.Context) error {
 // the old install.lua of every change whose remove.lua ran (with the
 // runner given to PreHooks), and clears the journal.
 func (tx *Tx) Abort(ctx context.Context) error {
+	tx.dropRecord()
 	if err := tx.expect(statePending, stateUnhooked); err != nil {
 		return fmt.Errorf("abort: past the decision point, recover instead: %w", err)
 	}

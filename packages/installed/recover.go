@@ -154,7 +154,7 @@ func (db *DB) restage(ctx context.Context, l *Layout, cs []*change) error {
 	if err := db.setState(ctx, cs, stateStaged); err != nil {
 		return err
 	}
-	if err := db.stageAll(ctx, l, cs, false); err != nil {
+	if err := db.stageAll(ctx, l, cs, false, nil); err != nil {
 		return fmt.Errorf("re-extract: %w", err)
 	}
 	return db.crash("staged")

@@ -42,17 +42,67 @@ func (e *ConflictError) Error() string {
 // paths and makes them all durable with one syncfs. It refuses a path the
 // package does not own (*ConflictError); what it staged stays until Abort
 // (or Recover) sweeps it.
-func (tx *Tx) Stage(ctx context.Context) error {
-	if err := tx.db.stageAll(ctx, &tx.l, tx.changes, true); err != nil {
+//
+// A batch of installs only (a cold apply) has nothing to decide at the
+// commit that extraction does not already know, and no hook runs before
+// it: its receipts and rows are written while the archives are extracted,
+// in an SQL transaction that Commit completes and commits as the decision
+// point, so that the database work is done beside the extraction instead
+// of after it.
+func (tx *Tx) Stage(ctx context.Context) (err error) {
+	var staged func(*change) error
+	if tx.installsOnly() {
+		if tx.rec, err = tx.db.beginRecord(ctx); err != nil {
+			return err
+		}
+		items := make(chan recordItem, len(tx.changes))
+		recorded := make(chan error, 1)
+		go func() { recorded <- tx.rec.take(items) }()
+		defer func() {
+			close(items)
+			if err = errors.Join(err, <-recorded); err != nil {
+				tx.dropRecord()
+			}
+		}()
+		staged = func(c *change) error {
+			rows, err := stagedRows(&tx.l, c)
+			if err == nil {
+				items <- recordItem{pkg: c.New, rows: rows}
+			}
+			return err
+		}
+	}
+	if err := tx.db.stageAll(ctx, &tx.l, tx.changes, true, staged); err != nil {
 		return err
 	}
 	return tx.db.crash("staged")
 }
 
+// installsOnly reports whether every change of tx installs a package
+// that was not installed.
+func (tx *Tx) installsOnly() bool {
+	for _, c := range tx.changes {
+		if c.Kind != Install {
+			return false
+		}
+	}
+	return len(tx.changes) > 0
+}
+
+// dropRecord rolls back the rows Stage wrote, if any: after an error, the
+// transaction goes on (Abort, or Commit writing them afresh) without them.
+func (tx *Tx) dropRecord() {
+	if tx.rec != nil {
+		tx.rec.rollback()
+		tx.rec = nil
+	}
+}
+
 // stageAll extracts the new builds of cs, GOMAXPROCS at a time (extraction
 // is CPU-bound: zstd and SHA-256; every package has its own dir), then
-// flushes them all with one syncfs (DESIGN §8), not one per file.
-func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool) error {
+// flushes them all with one syncfs (DESIGN §8), not one per file. staged,
+// when not nil, is called for each change once it is staged.
+func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool, staged func(*change) error) error {
 	var todo []*change
 	for _, c := range cs {
 		if c.New != nil {
@@ -65,7 +115,11 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool)
 		return fmt.Errorf("stage: %w", err)
 	}
 	err := forEach(ctx, len(todo), func(i int) error {
-		if err := db.stage(ctx, l, todo[i], check); err != nil {
+		err := db.stage(ctx, l, todo[i], check)
+		if err == nil && staged != nil {
+			err = staged(todo[i])
+		}
+		if err != nil {
 			return fmt.Errorf("stage %s: %w", todo[i].New.Ref(), err)
 		}
 		return db.crash("stage-one")

@@ -113,6 +113,9 @@ type Tx struct {
 	changes []*change
 	run     HookFunc // the hook runner PreHooks used, for Abort
 	kept    []KeptConfig
+	// rec, for a batch of installs, holds the rows Stage wrote while it
+	// extracted, uncommitted: Commit commits them as the decision point.
+	rec *recorder
 }
 
 // change is a Change with its journal row and, once staged, what the
