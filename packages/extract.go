@@ -16,7 +16,7 @@ import (
 type ExtractOptions struct {
 	Limits Limits // zero fields mean DefaultLimits
 	Dest   string // root-relative dir the data/ tree goes to, e.g. "opt/packets/htop/data"
-	Tag    string // unique per transaction, e.g. "tx42"; part of every temp name: 1-32 of [A-Za-z0-9_-]
+	Tag    string // unique per extraction, e.g. "tx42-3"; part of every temp name: 1-32 of [A-Za-z0-9_-]
 }
 
 // StagedFile is one data entry staged by Extract. Final and Temp are

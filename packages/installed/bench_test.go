@@ -129,7 +129,9 @@ func extractPlain(b *testing.B, m *machine, p *Package, dest string) {
 		return
 	}
 	defer rc.Close()
-	st, err := packages.Extract(rc, m.root, packages.ExtractOptions{Dest: dest, Tag: "bench"})
+	// A tag per extraction: a new package dir is staged beside it, in a
+	// dir the others share.
+	st, err := packages.Extract(rc, m.root, packages.ExtractOptions{Dest: dest, Tag: "bench-" + path.Base(dest)})
 	if err == nil {
 		err = st.Publish(m.root, nil)
 	}

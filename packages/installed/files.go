@@ -18,12 +18,10 @@ import (
 	"github.com/packets-dev/packets/packages"
 )
 
-// newRows describes New's files as they now are on disk: the type, mode,
-// size and mtime from lstat (for a regular file, from when Extract wrote
-// it: nothing has touched it since, and a rename keeps all four), the hash
-// and link target from the archive (for a kept config file, the hash of
-// the version shipped, as dpkg keeps for conffiles), plus Old's hook-made
-// paths that still exist.
+// newRows describes New's files once published (describeNew), plus Old's
+// hook-made paths that still exist, which pass to New. A kept config file
+// is described as the user's file it is, with the hash of the version
+// shipped, as dpkg keeps for conffiles.
 func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error) {
 	if c.New == nil {
 		return nil, nil
@@ -32,6 +30,53 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	for _, p := range c.row.p.Config {
 		config[p] = true
 	}
+	rows, err := describeNew(l, c, config, true)
+	if err != nil || c.Old == nil {
+		return rows, err
+	}
+	have := finals(c.New, c.contents)
+	old, err := packageFiles(ctx, db.sql, c.Old.Name)
+	if err != nil {
+		return nil, err
+	}
+	dc := dirCache{root: l.Root}
+	defer dc.close()
+	for _, f := range old {
+		if !f.FromHook || have[f.Path] {
+			continue
+		}
+		var st unix.Stat_t
+		if err := dc.lstat(rel(f.Path), &st); err != nil {
+			continue // the old remove hook took it away
+		}
+		f.Package = c.New.Name
+		rows = append(rows, f)
+	}
+	slices.SortFunc(rows, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return rows, nil
+}
+
+// stagedRows describes an Install's files as newRows will find them once
+// published, before they are (describeNew). An Install keeps no config
+// file of the user's and has no hook-made paths to take over.
+func stagedRows(l *Layout, c *change) ([]File, error) {
+	config := map[string]bool{}
+	for _, e := range c.contents.Entries {
+		if c.contents.Manifest.IsConfig(e.Path) {
+			config[path.Join(c.New.DataDir, e.Path)] = true
+		}
+	}
+	return describeNew(l, c, config, false)
+}
+
+// describeNew describes the package dir, the data dir and every archive
+// entry of c.New, in path order: a regular file as Extract wrote it (the
+// renames keep its type, mode, size and mtime), an archive directory with
+// the mode Publish gives it, anything else and every config file (which
+// may be a modified one kept) from an lstat, at its final path once
+// published, else where it is staged (packages.Staged.At). The hash and
+// link target come from the archive.
+func describeNew(l *Layout, c *change, config map[string]bool, published bool) ([]File, error) {
 	staged := make(map[string]*packages.StagedFile, len(c.staged.Files))
 	for i := range c.staged.Files {
 		staged["/"+c.staged.Files[i].Final] = &c.staged.Files[i]
@@ -43,81 +88,29 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	// In path order, so that dc opens each directory once.
 	for _, p := range slices.Sorted(maps.Keys(have)) {
 		sf := staged[p]
-		if sf != nil && sf.Type == packages.TypeFile && !config[p] {
+		if sf == nil { // the package dir or its data dir
+			sf = &packages.StagedFile{Final: rel(p)}
+		}
+		if sf.Type == packages.TypeFile && !config[p] {
 			rows = append(rows, File{Package: c.New.Name, Path: p, Type: TypeFile,
 				Mode: sf.Mode, Size: sf.Size, MTime: sf.MTime, Digest: sf.Digest})
 			continue
 		}
+		at := rel(p)
+		if !published {
+			at = c.staged.At(*sf)
+		}
 		var st unix.Stat_t
-		if err := dc.lstat(rel(p), &st); err != nil {
+		if err := dc.lstat(at, &st); err != nil {
 			return nil, err
 		}
 		f := fileFromStat(c.New.Name, p, &st)
-		if sf != nil {
-			f.Digest, f.Config = sf.Digest, config[p]
-			if sf.Type == packages.TypeSymlink {
-				f.Link = sf.Link
-			}
-		}
-		rows = append(rows, f)
-	}
-	if c.Old != nil {
-		old, err := packageFiles(ctx, db.sql, c.Old.Name)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range old {
-			if !f.FromHook || have[f.Path] {
-				continue
-			}
-			var st unix.Stat_t
-			if err := dc.lstat(rel(f.Path), &st); err != nil {
-				continue // the old remove hook took it away
-			}
-			f.Package = c.New.Name
-			rows = append(rows, f)
-		}
-	}
-	slices.SortFunc(rows, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
-	return rows, nil
-}
-
-// stagedRows describes an Install's files as newRows will find them once
-// published, before they are: a regular file as Extract wrote it, an
-// archive directory with the mode Publish gives it, anything else from an
-// lstat where it is staged (packages.Staged.At). An Install has no kept
-// config file and no hook-made paths to carry over.
-func stagedRows(l *Layout, c *change) ([]File, error) {
-	staged := make(map[string]*packages.StagedFile, len(c.staged.Files))
-	for i := range c.staged.Files {
-		staged["/"+c.staged.Files[i].Final] = &c.staged.Files[i]
-	}
-	have := finals(c.New, c.contents)
-	dc := dirCache{root: l.Root}
-	defer dc.close()
-	rows := make([]File, 0, len(have))
-	for _, p := range slices.Sorted(maps.Keys(have)) {
-		sf := staged[p]
-		if sf == nil { // the package dir or its data dir
-			sf = &packages.StagedFile{Final: rel(p)}
-		}
-		config := sf.Path != "" && c.contents.Manifest.IsConfig(sf.Path)
-		if sf.Type == packages.TypeFile {
-			rows = append(rows, File{Package: c.New.Name, Path: p, Type: TypeFile,
-				Mode: sf.Mode, Size: sf.Size, MTime: sf.MTime, Digest: sf.Digest, Config: config})
-			continue
-		}
-		var st unix.Stat_t
-		if err := dc.lstat(c.staged.At(*sf), &st); err != nil {
-			return nil, err
-		}
-		f := fileFromStat(c.New.Name, p, &st)
-		f.Digest, f.Config = sf.Digest, config
+		f.Digest, f.Config = sf.Digest, config[p]
 		switch sf.Type {
 		case packages.TypeSymlink:
 			f.Link = sf.Link
 		case packages.TypeDir:
-			f.Mode = sf.Mode // owner rwx until Publish
+			f.Mode = sf.Mode // before Publish, owner rwx at least
 		}
 		rows = append(rows, f)
 	}
