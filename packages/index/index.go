@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/packets-dev/packets/packages"
@@ -30,6 +31,9 @@ type Index struct {
 	repo    string // the client's name for the repository, for Available.Repo
 	dataDir string
 	release Release
+
+	mu    sync.Mutex
+	whole []packages.Available // every build, once a lookup read them all: later lookups answer from it
 }
 
 // Open opens the index database at path read-only and checks its format.
@@ -174,16 +178,22 @@ func (ix *Index) Named(ctx context.Context, names []packages.Name) ([]packages.A
 	if len(names) == 0 {
 		return nil, nil
 	}
-	if ix.mostOf(ctx, len(names)) {
-		all, err := ix.All(ctx)
-		if err != nil {
-			return nil, err
-		}
+	all, err := ix.wholeIf(ctx, len(names))
+	if err != nil {
+		return nil, err
+	}
+	if all != nil {
 		want := make(map[packages.Name]bool, len(names))
 		for _, n := range names {
 			want[n] = true
 		}
-		return slices.DeleteFunc(all, func(a packages.Available) bool { return !want[a.Name] }), nil
+		var out []packages.Available
+		for _, a := range all {
+			if want[a.Name] {
+				out = append(out, a)
+			}
+		}
+		return out, nil
 	}
 	j, err := json.Marshal(names)
 	if err != nil {
@@ -198,6 +208,24 @@ func (ix *Index) FamilyNames(ctx context.Context, families []packages.Family) ([
 	if len(families) == 0 {
 		return nil, nil
 	}
+	ix.mu.Lock()
+	all := ix.whole
+	ix.mu.Unlock()
+	if all != nil {
+		want := make(map[packages.Family]bool, len(families))
+		for _, f := range families {
+			want[f] = true
+		}
+		seen := map[packages.Name]bool{}
+		var out []packages.Name
+		for _, a := range all {
+			if want[a.Family] && !seen[a.Name] {
+				seen[a.Name] = true
+				out = append(out, a.Name)
+			}
+		}
+		return out, nil
+	}
 	j, err := json.Marshal(families)
 	if err != nil {
 		return nil, err
@@ -206,6 +234,23 @@ func (ix *Index) FamilyNames(ctx context.Context, families []packages.Family) ([
 		return ix.queryNames(ctx, `SELECT DISTINCT name FROM packages NOT INDEXED WHERE family IN (SELECT value FROM json_each(?))`, string(j))
 	}
 	return ix.queryNames(ctx, `SELECT DISTINCT name FROM packages WHERE family IN (SELECT value FROM json_each(?))`, string(j))
+}
+
+// wholeIf returns every build of the index when it has read them already,
+// or reads (and keeps) them when n keys would pick out a good part of it
+// (mostOf); otherwise nil: look the keys up.
+func (ix *Index) wholeIf(ctx context.Context, n int) ([]packages.Available, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.whole != nil || !ix.mostOf(ctx, n) {
+		return ix.whole, nil
+	}
+	all, err := ix.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ix.whole = all
+	return all, nil
 }
 
 // mostOf reports whether n keys would pick out a good part of the index:

@@ -180,6 +180,18 @@ func TestSnapshotAndQueries(t *testing.T) {
 	if diff := cmp.Diff(want, s); diff != "" {
 		t.Errorf("Snapshot (-want +got):\n%s", diff)
 	}
+	// Brief: what a plan reads, the rest zero.
+	brief, err := db.Brief(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range want.Packages {
+		*p = Package{Name: p.Name, Version: p.Version, Family: p.Family, Serial: p.Serial, Dependencies: p.Dependencies,
+			Repo: p.Repo, Digest: p.Digest, Reason: p.Reason, Options: p.Options}
+	}
+	if diff := cmp.Diff(want, brief); diff != "" {
+		t.Errorf("Brief (-want +got):\n%s", diff)
+	}
 
 	files, err := db.Files(ctx, "htop")
 	if err != nil {

@@ -91,32 +91,53 @@ func scanPackage(row interface{ Scan(...any) error }) (*Package, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Digest, err = packages.ParseDigest(digest); err != nil {
-		return nil, fmt.Errorf("package %s: %w", p.Name, err)
-	}
 	p.InstalledAt = time.Unix(installedUnix, 0).UTC()
+	return &p, p.decode(digest, deps, opts)
+}
+
+// briefColumns are the columns of packages a plan reads (Brief).
+const briefColumns = `name, version, family, serial, dependencies, repo, archive_sha256, reason, options`
+
+// scanBrief reads one row of briefColumns.
+func scanBrief(row interface{ Scan(...any) error }) (*Package, error) {
+	var (
+		p                  Package
+		deps, opts, digest string
+	)
+	if err := row.Scan(&p.Name, &p.Version, &p.Family, &p.Serial, &deps, &p.Repo, &digest, &p.Reason, &opts); err != nil {
+		return nil, err
+	}
+	return &p, p.decode(digest, deps, opts)
+}
+
+// decode fills the digest, dependencies and options from their columns.
+func (p *Package) decode(digest, deps, opts string) error {
+	var err error
+	if p.Digest, err = packages.ParseDigest(digest); err != nil {
+		return fmt.Errorf("package %s: %w", p.Name, err)
+	}
 	var depStrings []string
 	if deps != "[]" { // most packages: spare encoding/json's reflection
 		if err := json.Unmarshal([]byte(deps), &depStrings); err != nil {
-			return nil, fmt.Errorf("package %s: dependencies: %w", p.Name, err)
+			return fmt.Errorf("package %s: dependencies: %w", p.Name, err)
 		}
 	}
 	for _, s := range depStrings {
 		d, err := packages.ParseDependency(s)
 		if err != nil {
-			return nil, fmt.Errorf("package %s: %w", p.Name, err)
+			return fmt.Errorf("package %s: %w", p.Name, err)
 		}
 		p.Dependencies = append(p.Dependencies, d)
 	}
 	if opts != "{}" {
 		if err := json.Unmarshal([]byte(opts), &p.Options); err != nil {
-			return nil, fmt.Errorf("package %s: options: %w", p.Name, err)
+			return fmt.Errorf("package %s: options: %w", p.Name, err)
 		}
 	}
 	if len(p.Options) == 0 {
 		p.Options = nil // as it went in: no options
 	}
-	return &p, nil
+	return nil
 }
 
 // putPackage inserts or replaces p's row.

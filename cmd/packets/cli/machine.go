@@ -178,7 +178,7 @@ func (m *machine) have(ctx context.Context) (reconcile.Have, error) {
 	if m.db == nil {
 		return reconcile.Have{Packages: map[packages.Name]*reconcile.Installed{}}, nil
 	}
-	snap, err := m.db.Snapshot(ctx)
+	snap, err := m.db.Brief(ctx) // what HaveFromSnapshot reads
 	if err != nil {
 		return reconcile.Have{}, err
 	}
