@@ -77,8 +77,11 @@ type child struct {
 	stop    chan struct{} // closed by kill: nobody reads lines any more
 	stopped sync.Once
 	stderr  *headBuffer
-	exited  chan struct{} // closed once it has been waited for
-	waitErr error         // set before exited is closed
+	// lastWrite is closed when the last request written ahead is in the
+	// pipe (Session.mu guards the field).
+	lastWrite chan struct{}
+	exited    chan struct{} // closed once it has been waited for
+	waitErr   error         // set before exited is closed
 }
 
 // Start starts a child and waits for it to be ready. ctx bounds the start-up
@@ -139,6 +142,20 @@ func (s *Session) start(ctx context.Context) (*child, error) {
 	}
 	s.log.Debug("hook sandbox started", "pid", cmd.Process.Pid, "dur", time.Since(begin))
 	return c, nil
+}
+
+// writeAfter writes msg to the child's stdin from a goroutine, once the
+// write before it (if any) is done, so that requests never interleave.
+func (c *child) writeAfter(msg []byte) {
+	prev, done := c.lastWrite, make(chan struct{})
+	c.lastWrite = done
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		_, _ = c.stdin.Write(msg)
+	}()
 }
 
 // read passes the child's stdout on until it closes, then waits for the
@@ -228,7 +245,11 @@ func (s *Session) written() int {
 }
 
 // writeAhead writes the next queued request when the child has at most
-// the running hook before it, so that the child never waits for us.
+// the running hook before it, so that the child never waits for us. The
+// write is made from a goroutine: a pipe smaller than two requests would
+// otherwise block it, with the kill timer of the running hook not armed.
+// A failed write is not p's error: the child is gone, and the running
+// hook's result says why; p is then written again to the next child.
 func (s *Session) writeAhead(ctx context.Context) {
 	if s.c == nil || s.written() != 1 {
 		return
@@ -236,11 +257,8 @@ func (s *Session) writeAhead(ctx context.Context) {
 	for _, p := range s.queue {
 		if p.c != s.c {
 			if msg, err := s.request(p.h); err == nil && len(msg) <= aheadMax {
-				// A failed write is not p's error: the child is gone, and
-				// the running hook's result says why; p is written again.
-				if _, err := s.c.stdin.Write(msg); err == nil {
-					p.c = s.c
-				}
+				p.c = s.c
+				p.c.writeAfter(msg)
 			}
 			return
 		}
@@ -289,6 +307,7 @@ func (s *Session) step(ctx context.Context) {
 			done(Result{}, err)
 			return
 		}
+		c.stderr.reset() // keep what the child says during this hook
 		if _, err := c.stdin.Write(msg); err != nil {
 			// The child is gone; its death explains more than EPIPE does.
 			s.kill(c)
@@ -297,7 +316,6 @@ func (s *Session) step(ctx context.Context) {
 		}
 		p.c = c
 	}
-	c.stderr.reset() // keep what the child says during this hook
 	s.writeAhead(ctx)
 
 	// The child stops a hook at its time limit by itself; kill it only if
@@ -313,6 +331,7 @@ func (s *Session) step(ctx context.Context) {
 			done(Result{}, c.deathError())
 			return
 		}
+		c.stderr.reset() // what the child says from now on is the next hook's
 		done(s.result(p.h, c, line))
 	case <-timer.C:
 		s.log.Debug("hook sandbox killed: time limit", "pkg", p.h.Package, "hook", p.h.Script, "timeout", lim.Timeout)

@@ -111,6 +111,9 @@ func runTx(ctx context.Context, p *Plan, env Env, changes []installed.Change, fg
 	// what leaves the machine whole.
 	ctx = context.WithoutCancel(ctx)
 	if err := tx.Commit(ctx); err != nil {
+		if !tx.Decided() { // refused before the decision point
+			return abort(err)
+		}
 		return err
 	}
 	env.Logger.Debug("committed", "took", time.Since(start))

@@ -30,6 +30,10 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		tx.dropRecord()
 		return fmt.Errorf("commit: %w", err)
 	}
+	if err := tx.topsStillNew(); err != nil {
+		tx.dropRecord()
+		return fmt.Errorf("commit: %w", err)
+	}
 	if tx.rec != nil {
 		return tx.commitRecorded(ctx)
 	}
@@ -68,6 +72,32 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	return nil
 }
 
+// topsStillNew refuses, while the transaction can still be aborted, a
+// package dir staged whole (it did not exist) that someone made meanwhile:
+// its rename would fail after the decision point, and the roll forward
+// would then merge the package into whatever is there.
+func (tx *Tx) topsStillNew() error {
+	for _, c := range tx.changes {
+		if c.staged == nil || c.staged.Top == "" {
+			continue
+		}
+		if _, err := tx.l.Root.Lstat(c.staged.Top); err == nil {
+			return &ConflictError{Package: c.New.Name, Path: "/" + c.staged.Top, Reason: "appeared while the package was being staged; move it away first"}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Decided reports whether the transaction passed its decision point: from
+// then on only Recover may finish it, Abort no longer applies.
+func (tx *Tx) Decided() bool {
+	return slices.ContainsFunc(tx.changes, func(c *change) bool {
+		return c.row.state == stateStaged || c.row.state == stateCommitted
+	})
+}
+
 // commitRecorded is Commit for a batch of installs whose rows Stage
 // recorded: the decisions (which config files each ships) and the state
 // 'staged' join those rows, and their SQL transaction commits as the
@@ -86,11 +116,14 @@ func (tx *Tx) commitRecorded(ctx context.Context) error {
 	if err := rec.decided(ctx, tx.changes); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	if err := rec.commit(ctx); err != nil {
+	if err := rec.commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	for _, c := range tx.changes {
 		c.row.state = stateStaged
+	}
+	if err := tx.db.checkpoint(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
 	if err := tx.db.crash("decided"); err != nil {
 		return err
@@ -194,11 +227,14 @@ func (db *DB) finish(ctx context.Context, l *Layout, cs []*change) error {
 	if err := rec.committed(ctx, l, cs); err != nil {
 		return err
 	}
-	if err := rec.commit(ctx); err != nil {
+	if err := rec.commit(); err != nil {
 		return err
 	}
 	for _, c := range cs {
 		c.row.state = stateCommitted
+	}
+	if err := db.checkpoint(ctx); err != nil {
+		return err
 	}
 	return db.crash("committed")
 }

@@ -82,16 +82,19 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	db := &DB{sql: sdb, path: path, log: log}
-	if err := db.migrate(ctx, SchemaVersion); err != nil {
+	migrated, err := db.migrate(ctx, SchemaVersion)
+	if err != nil {
 		sdb.Close()
 		if isDamage(err) {
 			return nil, &DamagedError{Path: path, Detail: oneLine(err.Error()), Err: err}
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if err := db.checkpoint(ctx); err != nil { // a migration is a commit too
-		sdb.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+	if migrated { // a migration is a commit too
+		if err := db.checkpoint(ctx); err != nil {
+			sdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	return db, nil
 }
@@ -104,13 +107,24 @@ func (db *DB) Path() string { return db.path }
 
 // migrate runs the migrations that take the database to version target,
 // each in its own transaction together with its user_version bump, so a
-// crash leaves the database at one version or the next.
-func (db *DB) migrate(ctx context.Context, target int) error {
+// crash leaves the database at one version or the next, and reports
+// whether it ran any. A database at target already is only read: opening
+// it never waits for a writer (an apply holds the write lock while it
+// extracts).
+func (db *DB) migrate(ctx context.Context, target int) (migrated bool, err error) {
+	v, err := db.schemaVersion(ctx)
+	if err != nil {
+		return false, fmt.Errorf("read schema version: %w", err)
+	}
+	if v == target {
+		return false, nil
+	}
 	for {
 		done, err := db.migrateOne(ctx, target)
 		if err != nil || done {
-			return err
+			return migrated, err
 		}
+		migrated = true
 	}
 }
 

@@ -72,7 +72,7 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	v1 := &DB{sql: raw, log: slog.New(slog.DiscardHandler)}
-	if err := v1.migrate(t.Context(), 1); err != nil {
+	if _, err := v1.migrate(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
 	record(t, v1, receipt("htop", 4), File{Package: "htop", Path: "/opt/packets/htop/data/bin/htop", Type: TypeFile, Mode: 0o755})

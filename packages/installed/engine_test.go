@@ -11,8 +11,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/klauspost/compress/zstd"
@@ -673,5 +675,126 @@ func TestInstallRecordsWhatIsPublished(t *testing.T) {
 		if got[path] != want {
 			t.Errorf("%s recorded as %q, want %q", path, got[path], want)
 		}
+	}
+}
+
+// A batch of installs holds installed.db's write lock from the start of
+// its stage, while an archive still downloads: another process (packets
+// list, plan, verify) still opens and reads the database without waiting.
+func TestReadersDoNotWaitForAStage(t *testing.T) {
+	m := newMachine(t)
+	nano, less := m.build(src{name: "nano", version: "8.0", serial: 9, files: map[string]string{"bin/nano": "nano"}}),
+		m.build(src{name: "less", version: "1", serial: 1, files: map[string]string{"bin/less": "less"}})
+	release := make(chan struct{})
+	slow := m.install(nano)
+	slow.Wait = func(ctx context.Context) (string, error) {
+		select {
+		case <-release:
+			return "https://mirror.test/slow", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	tx, err := m.db.Begin(t.Context(), m.l, []Change{m.install(less), slow})
+	must(t, err)
+	staged := make(chan error, 1)
+	go func() { staged <- tx.Stage(t.Context()) }()
+
+	for range 3 { // Begin's transaction is over; the stage's may have started
+		other, err := Open(t.Context(), m.dbPath, Options{BusyTimeout: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("Open while an archive downloads: %v", err)
+		}
+		if _, err := other.Snapshot(t.Context()); err != nil {
+			t.Errorf("a reader while an archive downloads: %v", err)
+		}
+		if err := other.Check(t.Context()); err != nil {
+			t.Errorf("quick_check while an archive downloads: %v", err)
+		}
+		must(t, other.Close())
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	close(release)
+	must(t, <-staged)
+	must(t, tx.PreHooks(t.Context(), m.run))
+	must(t, tx.Commit(t.Context()))
+	must(t, tx.PostHooks(t.Context(), HookFunc(m.run).Deferred()))
+	must(t, tx.Done(t.Context()))
+	if p := m.installed("nano"); p.Source != "https://mirror.test/slow" {
+		t.Errorf("nano's source %q, want the one its Wait reported", p.Source)
+	}
+	m.verifyClean()
+}
+
+// The first archive refused stops the stage at once: an extraction that
+// waits for its archive to download is not waited for, and the error is
+// the refusal's alone.
+func TestStageStopsAtFirstFailure(t *testing.T) {
+	m := newMachine(t)
+	listed := htopV2(m)
+	m.cache[listed.Digest] = hostileArchive(t, listed, "data/../../escape")
+	waiting := m.install(m.build(src{name: "nano", version: "8.0", serial: 9, files: map[string]string{"bin/nano": "nano"}}))
+	waiting.Wait = func(ctx context.Context) (string, error) {
+		<-ctx.Done() // its download never ends
+		return "", ctx.Err()
+	}
+	tx, err := m.db.Begin(t.Context(), m.l, []Change{m.install(listed), waiting})
+	must(t, err)
+	staged := make(chan error, 1)
+	go func() { staged <- tx.Stage(t.Context()) }()
+	select {
+	case err = <-staged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stage still waits for a download after an archive was refused")
+	}
+	var ee *packages.EntryError
+	if !errors.As(err, &ee) || errors.Is(err, context.Canceled) {
+		t.Errorf("Stage: %v, want the refusal alone", err)
+	}
+	must(t, tx.Abort(t.Context()))
+	m.noTemps()
+}
+
+// A package dir staged whole that someone makes before the commit is
+// refused while the transaction can still be aborted: what they put there
+// stays as it is, and nothing of the package is published.
+func TestCommitRefusesADirMadeMeanwhile(t *testing.T) {
+	for _, installsOnly := range []bool{true, false} {
+		t.Run(map[bool]string{true: "installs", false: "with a removal"}[installsOnly], func(t *testing.T) {
+			m := newMachine(t)
+			batch := []Change{m.install(htopV1(m))}
+			if !installsOnly {
+				m.mustApply(m.install(m.build(toolSrc)))
+				batch = append(batch, m.remove("tool"))
+			}
+			tx, err := m.db.Begin(t.Context(), m.l, batch)
+			must(t, err)
+			must(t, tx.Stage(t.Context()))
+			must(t, tx.PreHooks(t.Context(), m.run))
+			must(t, m.root.MkdirAll(rel(htopDir+"/data/etc"), 0o755))
+			must(t, m.root.WriteFile(rel(htopDir+"/data/etc/htoprc"), []byte("mine\n"), 0o644))
+			err = tx.Commit(t.Context())
+			var ce *ConflictError
+			if !errors.As(err, &ce) || ce.Path != htopDir || tx.Decided() {
+				t.Fatalf("Commit: %v (decided %v), want a *ConflictError for %s before the decision point", err, tx.Decided(), htopDir)
+			}
+			must(t, tx.Abort(t.Context()))
+			var theirs []string
+			for p := range m.tree() {
+				if strings.HasPrefix(p, "opt/packets/htop/") {
+					theirs = append(theirs, p)
+				}
+			}
+			slices.Sort(theirs)
+			if want := []string{"opt/packets/htop/data", "opt/packets/htop/data/etc", "opt/packets/htop/data/etc/htoprc"}; !slices.Equal(theirs, want) || m.read(htopDir+"/data/etc/htoprc") != "mine\n" {
+				t.Errorf("the dir made meanwhile holds %q, want only what was made", theirs)
+			}
+			if got := m.names(); installsOnly && len(got) != 0 || !installsOnly && !slices.Equal(got, []packages.Name{"tool"}) {
+				t.Errorf("installed after the abort: %v", got)
+			}
+			m.noTemps()
+			m.verifyClean()
+		})
 	}
 }

@@ -28,8 +28,12 @@ type recordItem struct {
 	rows []File
 }
 
+// beginRecord begins the recorder's transaction. It is not tied to ctx:
+// database/sql rolls a transaction back when its context ends, and one
+// that becomes the decision point must not vanish under a SIGINT that
+// arrives on the way there; rollback ends it on every other path.
 func (db *DB) beginRecord(ctx context.Context) (*recorder, error) {
-	stx, err := db.sql.BeginTx(ctx, nil)
+	stx, err := db.sql.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", db.asDamaged(err))
 	}
@@ -132,12 +136,11 @@ func (rec *recorder) fail(err error) error {
 	return fmt.Errorf("record: %w", rec.db.asDamaged(err))
 }
 
-func (rec *recorder) commit(ctx context.Context) error {
+// commit commits the transaction; the caller then records in memory what
+// it committed, and checkpoints (DB.checkpoint).
+func (rec *recorder) commit() error {
 	rec.ins.close()
-	if err := rec.tx.Commit(); err != nil {
-		return rec.fail(err)
-	}
-	return rec.db.checkpoint(ctx)
+	return rec.fail(rec.tx.Commit())
 }
 
 // rollback ends the transaction unless commit did; it may be repeated.

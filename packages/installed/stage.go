@@ -48,7 +48,10 @@ func (e *ConflictError) Error() string {
 // it: its receipts and rows are written while the archives are extracted,
 // in an SQL transaction that Commit completes and commits as the decision
 // point, so that the database work is done beside the extraction instead
-// of after it.
+// of after it. That transaction holds installed.db's write lock from the
+// start of the stage, downloads included: readers never wait for it (WAL;
+// Open takes the lock only to migrate), and every writer holds the
+// packets lock first.
 func (tx *Tx) Stage(ctx context.Context) (err error) {
 	var staged func(*change) error
 	if tx.installsOnly() {
@@ -114,13 +117,28 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool,
 	if err := l.Root.MkdirAll(rel(l.DataDir), 0o755); err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}
+	// The first failure stops the extractions under way and those waiting
+	// for their archive: the transaction is aborted anyway.
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		mu    sync.Mutex
+		first error
+	)
 	err := forEach(ctx, len(todo), func(i int) error {
-		err := db.stage(ctx, l, todo[i], check)
+		err := db.stage(sctx, l, todo[i], check)
 		if err == nil && staged != nil {
 			err = staged(todo[i])
 		}
 		if err != nil {
-			return fmt.Errorf("stage %s: %w", todo[i].New.Ref(), err)
+			mu.Lock()
+			defer mu.Unlock()
+			if first != nil && sctx.Err() != nil && ctx.Err() == nil {
+				return nil // stopped for the failure already reported
+			}
+			first = fmt.Errorf("stage %s: %w", todo[i].New.Ref(), err)
+			stop()
+			return first
 		}
 		return db.crash("stage-one")
 	})
