@@ -55,7 +55,7 @@ only=" ${ONLY:-w1 w2 w3 w4 w5 w6 w7 w8 w9 w10} "
 want() { [[ $only == *" $1 "* ]]; }
 
 say "build packets and the bench tools"
-go build -trimpath -o "$work/packets" ./cmd/packets
+CGO_ENABLED=0 go build -trimpath -o "$work/packets" ./cmd/packets # as make build: pure Go, static
 go build -o "$work/corpus" ./bench/corpus
 go build -o "$work/report" ./bench/report
 packets=$work/packets
