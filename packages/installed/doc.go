@@ -49,8 +49,12 @@
 // point), renames every temp (or new package dir) into place, deletes
 // stale paths, flushes with one syncfs and writes every row in one SQL
 // transaction, filled while the renames happen and committed after the
-// flush ('committed'); PostHooks runs new install.lua hooks and records
-// what they create; Done clears the journal. Durability is batched per phase,
+// flush ('committed'); PostHooks runs new install.lua hooks (each handed
+// to the runner before the one before it is read) and records what they
+// create; Done clears the journal. A batch of installs only writes its rows
+// while Stage extracts, in the SQL transaction whose commit is the
+// decision point; then renames, one syncfs and a small transaction for
+// 'committed'. Durability is batched per phase,
 // never per file or per package. Before the decision point, Abort or
 // Recover rolls back (temps deleted, the old install.lua re-run if its
 // remove.lua ran); from it on, Recover rolls forward from the recorded
