@@ -65,8 +65,9 @@ type Pending struct {
 }
 
 // aheadMax bounds the request written to the child while the hook before
-// it runs: with one such request in the pipe (64 KiB), a write never
-// blocks. A larger request waits until the hooks before it are done.
+// it runs: one such request fits in a pipe of the usual 64 KiB, so its
+// write is done at once. A larger request (a hook of up to 1 MiB) waits
+// until the hooks before it are done.
 const aheadMax = 16 << 10
 
 // child is one running sandbox process.

@@ -81,22 +81,13 @@ func BuildFile(dir, out string) (m *Manifest, d Digest, err error) {
 		err = os.Rename(f.Name(), out)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(out))
+		err = SyncPath(filepath.Dir(out))
 	}
 	if err != nil {
 		return nil, d, fmt.Errorf("build %s: %w", out, err)
 	}
 	h.Sum(d[:0])
 	return m, d, nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // buildFrom reads the package source in src, validates it, and writes the

@@ -127,6 +127,7 @@ type extractor struct {
 	buf   []byte
 	below *dirs  // the tree below dest, where it is staged
 	top   string // Staged.Top: "" unless the tree is staged whole
+	stage string // Staged.TopTemp: where top is staged
 }
 
 // makeDest creates Dest and its missing parents; from the first missing
@@ -146,7 +147,7 @@ func (x *extractor) makeDest() error {
 			case !errors.Is(err, fs.ErrNotExist):
 				return fmt.Errorf("extract: %w", err)
 			}
-			x.top = dir
+			x.top, x.stage = dir, TempName(dir, x.tag, 0)
 		}
 		if err := x.mkdir(dir, 0o755); err != nil {
 			return fmt.Errorf("extract: %w", err)
@@ -163,7 +164,7 @@ func (x *extractor) mkdir(dir string, perm fs.FileMode) error {
 		return err
 	}
 	if dir == x.top { // recorded as soon as it exists, so that Discard removes it
-		x.st.Top, x.st.TopTemp = x.top, at
+		x.st.Top, x.st.TopTemp = x.top, x.stage
 	}
 	x.st.NewDirs = append(x.st.NewDirs, dir)
 	return x.root.Chmod(at, perm) // the umask must not matter
@@ -176,7 +177,7 @@ func (x *extractor) at(p string) string {
 	if x.top == "" || !within(p, x.top) {
 		return p
 	}
-	return TempName(x.top, x.tag, 0) + p[len(x.top):]
+	return x.stage + p[len(x.top):]
 }
 
 // final is where archive path p is installed.

@@ -257,7 +257,7 @@ func writeIndex(ctx context.Context, dir string, rel Release, rows []*pkgRow, ol
 	if err := os.Rename(tmp, dest); err != nil {
 		return ref, err
 	}
-	return ref, syncDir(dir)
+	return ref, packages.SyncPath(dir)
 }
 
 // syncAndHash makes a finished file durable and returns its digest and size.

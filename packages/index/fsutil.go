@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/packets-dev/packets/packages"
 )
 
 // tmpInfix marks this package's temporary files: ".NAME.tmp-RANDOM" beside
@@ -34,7 +36,7 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return packages.SyncPath(filepath.Dir(path))
 }
 
 // writeFileNew writes data to path, which must not exist yet: the file
@@ -61,7 +63,7 @@ func writeFileNew(path string, data []byte, perm fs.FileMode) error {
 			return err
 		}
 	}
-	return syncDir(filepath.Dir(path))
+	return packages.SyncPath(filepath.Dir(path))
 }
 
 func writeExclusive(path string, data []byte, perm fs.FileMode) error {
@@ -88,19 +90,6 @@ func writeSyncClose(f *os.File, data []byte, perm fs.FileMode) error {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// syncDir makes the entries of dir (a rename, a new link) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	return err

@@ -245,7 +245,7 @@ func installIndex(ctx context.Context, opt SyncOptions, rel Release, dest string
 	if err := os.Rename(tmp, dest); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dest))
+	return packages.SyncPath(filepath.Dir(dest))
 }
 
 // download copies ref's file into f, hashing as it writes, and checks its

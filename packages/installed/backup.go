@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"modernc.org/sqlite"
+
+	"github.com/packets-dev/packets/packages"
 )
 
 // backupSuffix names the backup beside the database: installed.db.bak.
@@ -65,13 +67,13 @@ func (db *DB) backupTo(ctx context.Context, final string) (err error) {
 	if err := db.copyTo(ctx, tmp); err != nil {
 		return err
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := packages.SyncPath(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
-	return syncFile(filepath.Dir(final))
+	return packages.SyncPath(filepath.Dir(final))
 }
 
 // copyTo copies the database into the file at path with SQLite's online
@@ -206,7 +208,7 @@ func restoreFrom(path, bak string) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncFile(filepath.Dir(path))
+	return packages.SyncPath(filepath.Dir(path))
 }
 
 // moveAside renames the database at path and its WAL to
@@ -226,7 +228,7 @@ func moveAside(path string) error {
 	if err := os.Remove(path + "-shm"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncFile(filepath.Dir(path))
+	return packages.SyncPath(filepath.Dir(path))
 }
 
 // copyToTemp copies src to a new temporary file beside dst and syncs it.
@@ -256,16 +258,6 @@ func copyToTemp(src, dst string) (tmp string, err error) {
 		return "", err
 	}
 	return out.Name(), out.Close()
-}
-
-// syncFile fsyncs a file or a directory by name.
-func syncFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 func exists(name string) bool {

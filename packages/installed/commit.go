@@ -138,12 +138,8 @@ func (tx *Tx) commitRecorded(ctx context.Context) error {
 		return err
 	}
 	err := tx.db.inTx(ctx, func(stx *sql.Tx) error {
-		for _, c := range tx.changes {
-			r := *c.row
-			r.state = stateCommitted
-			if err := updateJournal(ctx, stx, &r); err != nil {
-				return err
-			}
+		if err := journalState(ctx, stx, tx.changes, stateCommitted); err != nil {
+			return err
 		}
 		return markCommitted(ctx, stx, &tx.l)
 	})
@@ -170,16 +166,7 @@ func (tx *Tx) expect(states ...state) error {
 // setState moves every change to s in one SQL transaction; the in-memory
 // rows change only when it commits.
 func (db *DB) setState(ctx context.Context, cs []*change, s state) error {
-	err := db.inTx(ctx, func(stx *sql.Tx) error {
-		for _, c := range cs {
-			r := *c.row
-			r.state = s
-			if err := updateJournal(ctx, stx, &r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := db.inTx(ctx, func(stx *sql.Tx) error { return journalState(ctx, stx, cs, s) })
 	if err != nil {
 		return err
 	}

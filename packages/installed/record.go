@@ -96,24 +96,26 @@ func (rec *recorder) take(items <-chan recordItem) error {
 // decided journals every change 'staged' with its decisions: committed,
 // this transaction is the decision point.
 func (rec *recorder) decided(ctx context.Context, cs []*change) error {
-	return rec.journal(ctx, cs, stateStaged)
+	return rec.fail(journalState(ctx, rec.tx, cs, stateStaged))
 }
 
 // committed journals every change 'committed', records the data dir of
 // the first commit and bumps the generation.
 func (rec *recorder) committed(ctx context.Context, l *Layout, cs []*change) error {
-	if err := rec.journal(ctx, cs, stateCommitted); err != nil {
-		return err
+	if err := journalState(ctx, rec.tx, cs, stateCommitted); err != nil {
+		return rec.fail(err)
 	}
 	return rec.fail(markCommitted(ctx, rec.tx, l))
 }
 
-func (rec *recorder) journal(ctx context.Context, cs []*change, s state) error {
+// journalState writes every change's journal row in state s, in tx; the
+// in-memory rows change only once tx commits.
+func journalState(ctx context.Context, tx *sql.Tx, cs []*change, s state) error {
 	for _, c := range cs {
 		r := *c.row
 		r.state = s
-		if err := updateJournal(ctx, rec.tx, &r); err != nil {
-			return rec.fail(err)
+		if err := updateJournal(ctx, tx, &r); err != nil {
+			return err
 		}
 	}
 	return nil
