@@ -60,6 +60,12 @@
 // whose text gives each diagnostic as "FILE:LINE:COL: summary: detail"
 // followed by the source line and a caret line.
 //
+// [LoadMachineMemo] is LoadMachine with a [Memo]: the state the files last
+// decoded to, kept beside installed.db under the SHA-256 of the files'
+// names and bytes and of the program, and used while they are unchanged
+// instead of parsing them again. Decoding is a pure function of those, so
+// the memo is exact; a load with any diagnostic is never remembered.
+//
 // # Editing
 //
 // [AddPackage] and [RemovePackage] edit one file in place: only the edited

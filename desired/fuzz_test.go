@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/packets-dev/packets/packages"
 )
 
@@ -67,6 +69,37 @@ func FuzzLoad(f *testing.F) {
 					t.Errorf("package %s: %v", name, err)
 				}
 			}
+		}
+		// The state memo gives back exactly what was parsed.
+		back, err := decodeState(encodeState(s))
+		if err != nil {
+			t.Fatalf("decoding the memo of an accepted state: %v", err)
+		}
+		if diff := cmp.Diff(s, back); diff != "" {
+			t.Errorf("through the memo (-parsed +memo):\n%s", diff)
+		}
+	})
+}
+
+// FuzzDecodeState feeds arbitrary payloads to the memo's decoder: it must
+// never panic, and what it accepts must encode back to the same bytes (one
+// encoding per state, so nothing is read that was not written).
+func FuzzDecodeState(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(encodeState(State{}))
+	f.Add(encodeState(State{Files: []string{"state.hcl"}, Packages: map[packages.Name]Want{
+		"htop": {Name: "htop", Hold: true, Repo: "extra", Options: map[string]string{"a": "1", "b": ""},
+			Constraint: packages.Constraint{Terms: []packages.Term{{Op: packages.OpGe, Version: "1.2"}}},
+			Pos:        Pos{File: "state.hcl", Line: 3, Col: 1}},
+		"nano": {Name: "nano", Ensure: EnsureAbsent, Pos: Pos{File: "state.hcl", Line: 9, Col: 1}},
+	}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodeState(b)
+		if err != nil {
+			return
+		}
+		if again := encodeState(s); !bytes.Equal(again, b) {
+			t.Errorf("decoded %x, encodes back to %x", b, again)
 		}
 	})
 }

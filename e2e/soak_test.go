@@ -97,6 +97,15 @@ func newSoak(t *testing.T, bin string) *soak {
 			s.mustRun("build", src, "-o", filepath.Join(repo, "packages", filepath.Base(src)+".tar.zst"))
 		}
 	}
+	s.publish(work, repo)
+	s.configPath = filepath.Join(s.root, "opt/packets/p00/data/etc/p00.conf")
+	return s
+}
+
+// publish signs and indexes the archives of repo/packages with a key made
+// in work, serves repo on loopback, and syncs s's root from it.
+func (s *soak) publish(work, repo string) {
+	t := s.t
 	s.mustRun("key", "generate", "--out", filepath.Join(work, "key"))
 	s.mustRun("repo", "index", repo, "--key", filepath.Join(work, "key.key"))
 	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
@@ -107,8 +116,6 @@ func newSoak(t *testing.T, bin string) *soak {
 	}
 	mustWriteFile(t, filepath.Join(s.root, "etc/packets/keys/key.pub"), string(pub))
 	s.mustRun("sync", srv.URL)
-	s.configPath = filepath.Join(s.root, "opt/packets/p00/data/etc/p00.conf")
-	return s
 }
 
 func writeSoakPackage(t *testing.T, dir string, i, serial int) {

@@ -61,6 +61,10 @@ func NewCatalogLoader(repos []string, reach Reacher, names func() []packages.Nam
 
 // AddHave reads what the installed packages reach.
 func (l *CatalogLoader) AddHave(ctx context.Context, have Have) error {
+	if len(l.seenName) == 0 { // sized once: a thousand names grew them a dozen times
+		l.seenName = make(map[packages.Name]bool, 2*len(have.Packages))
+		l.seenFamily = make(map[packages.Family]bool, 2*len(have.Packages))
+	}
 	for n, in := range have.Packages {
 		l.addName(n)
 		l.addFamily(in.Family)
@@ -98,8 +102,26 @@ func (l *CatalogLoader) addFamily(f packages.Family) {
 // its builds' names: reading a name reads all its builds, so a family's
 // builds are all read once all its names are, and a build is never read
 // twice.
+//
+// Names are read before families: a family's names are mostly names
+// already reached, and an index that reads many names reads itself whole
+// (index.Index.Named), after which its families are answered from memory.
 func (l *CatalogLoader) load(ctx context.Context) error {
 	for len(l.nextNames) > 0 || len(l.nextFams) > 0 {
+		if ns := l.nextNames; len(ns) > 0 {
+			l.nextNames = nil
+			got, err := l.reach.Named(ctx, ns)
+			if err != nil {
+				return err
+			}
+			for _, b := range got {
+				l.builds = append(l.builds, b)
+				l.addFamily(b.Family)
+				for _, d := range b.Dependencies {
+					l.addName(d.Name)
+				}
+			}
+		}
 		if fs := l.nextFams; len(fs) > 0 {
 			l.nextFams = nil
 			names, err := l.reach.FamilyNames(ctx, fs)
@@ -108,19 +130,6 @@ func (l *CatalogLoader) load(ctx context.Context) error {
 			}
 			for _, n := range names {
 				l.addName(n)
-			}
-		}
-		ns := l.nextNames
-		l.nextNames = nil
-		got, err := l.reach.Named(ctx, ns)
-		if err != nil {
-			return err
-		}
-		for _, b := range got {
-			l.builds = append(l.builds, b)
-			l.addFamily(b.Family)
-			for _, d := range b.Dependencies {
-				l.addName(d.Name)
 			}
 		}
 	}

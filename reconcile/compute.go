@@ -18,7 +18,17 @@ const maxRounds = 32
 // requirement is one constraint on a family and who imposes it.
 type requirement struct {
 	constraint packages.Constraint
-	by         string // "state.hcl:3" or "htop"
+	declared   *desired.Pos // where the state declares it, or nil: then by
+	by         string       // the package whose dependency it is ("htop")
+}
+
+// source says where q comes from: "state.hcl:3" or "htop". A declaration's
+// position is formatted only when a message needs it.
+func (q requirement) source() string {
+	if q.declared != nil {
+		return q.declared.FileLine()
+	}
+	return q.by
 }
 
 // node is one family in the resolution: who wants it and what was chosen.
@@ -196,7 +206,7 @@ func (r *resolver) closure() (stable bool) {
 	queue := make([]*node, 0, len(r.roots))
 	for _, root := range r.roots {
 		n := &node{family: root.family, name: root.name, want: root.want, inst: r.byFamily[root.family]}
-		n.reqs = []requirement{{root.want.Constraint, root.want.Pos.FileLine()}}
+		n.reqs = []requirement{{constraint: root.want.Constraint, declared: &root.want.Pos}}
 		r.nodes[n.family] = n
 		r.reached = append(r.reached, n)
 		queue = append(queue, n)
@@ -260,7 +270,7 @@ func (r *resolver) reach(parent *node, d packages.Dependency) (*node, bool) {
 		r.fail("%s: needs %s, but %s declares it ensure = \"absent\"", chain(parent, d.Name), d.Name, w.Pos)
 		return nil, false
 	}
-	req := requirement{d.Constraint, string(parent.displayName())}
+	req := requirement{constraint: d.Constraint, by: string(parent.displayName())}
 	if n, seen := r.nodes[fam]; seen {
 		n.reqs = append(n.reqs, req)
 		return n, false
@@ -356,7 +366,7 @@ func (n *node) describeReqs() string {
 	var parts []string
 	for _, q := range n.reqs {
 		if !q.constraint.IsZero() {
-			parts = append(parts, fmt.Sprintf("%s (%s)", q.constraint, q.by))
+			parts = append(parts, fmt.Sprintf("%s (%s)", q.constraint, q.source()))
 		}
 	}
 	if len(parts) == 0 {

@@ -236,6 +236,24 @@ func (ix *Index) FamilyNames(ctx context.Context, families []packages.Family) ([
 	return ix.queryNames(ctx, `SELECT DISTINCT name FROM packages WHERE family IN (SELECT value FROM json_each(?))`, string(j))
 }
 
+// Preload reads the whole index now when n names would pick out a good part
+// of it, as Named would then: later lookups are answered from memory. A
+// caller that knows how many names it will look up can read the index
+// beside its other work instead of after it.
+func (ix *Index) Preload(ctx context.Context, n int) error {
+	_, err := ix.wholeIf(ctx, n)
+	return err
+}
+
+// Whole returns every build, sorted by name and serial, when the index has
+// been read whole already (Preload, or Named of many names); otherwise nil
+// and false. The slice is the index's own: copy what is changed.
+func (ix *Index) Whole() ([]packages.Available, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.whole, ix.whole != nil
+}
+
 // wholeIf returns every build of the index when it has read them already,
 // or reads (and keeps) them when n keys would pick out a good part of it
 // (mostOf); otherwise nil: look the keys up.

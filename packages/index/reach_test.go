@@ -42,6 +42,13 @@ func TestNamedAndFamilyNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Preload reads whole only for keys that would: not for 63 of 300.
+	if err := ix.Preload(t.Context(), 63); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := ix.Whole(); ok || got != nil {
+		t.Fatalf("Preload(63) of %d builds read the index whole", n)
+	}
 	// Below 64 keys, and under a quarter of the index: looked up; then read
 	// whole, which later lookups (the last two) answer from.
 	for _, k := range []int{1, 10, 63, 64, 100, n, 1, 10} {
@@ -83,5 +90,17 @@ func TestNamedAndFamilyNames(t *testing.T) {
 	}
 	if got, err := ix.Named(t.Context(), nil); err != nil || len(got) != 0 {
 		t.Errorf("Named(nil) = %v, %v", got, err)
+	}
+	// Read whole by the lookups above: Whole is All.
+	if got, ok := ix.Whole(); !ok || !slices.Equal(names(got), names(all)) {
+		t.Errorf("Whole after reading whole: %d builds, %v; want the %d of All", len(got), ok, len(all))
+	}
+	// Preload of enough names reads whole at once.
+	fresh := openIndex(t, p)
+	if err := fresh.Preload(t.Context(), n/4); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := fresh.Whole(); !ok || !slices.Equal(names(got), names(all)) {
+		t.Errorf("Whole after Preload(%d): %d builds, %v; want the %d of All", n/4, len(got), ok, len(all))
 	}
 }

@@ -159,6 +159,9 @@ func TestSnapshotAndQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n, err := db.Count(ctx); err != nil || n != 0 {
+		t.Errorf("Count of none = %d, %v", n, err)
+	}
 	htop, nano := receipt("htop", 4), receipt("nano", 7)
 	nano.Reason, nano.Dependencies, nano.Options = ReasonDependency, nil, nil
 	htopFiles := []File{
@@ -169,6 +172,9 @@ func TestSnapshotAndQueries(t *testing.T) {
 	}
 	record(t, db, htop, htopFiles...)
 	record(t, db, nano)
+	if n, err := db.Count(ctx); err != nil || n != 2 {
+		t.Errorf("Count = %d, %v; want 2", n, err)
+	}
 
 	s, err := db.Snapshot(ctx)
 	if err != nil {

@@ -95,6 +95,15 @@ func bumpGeneration(tx *sql.Tx) error {
 	return nil
 }
 
+// Count returns how many packages are installed.
+func (db *DB) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := db.sql.QueryRowContext(ctx, `SELECT count(*) FROM packages`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count installed packages: %w", db.asDamaged(err))
+	}
+	return n, nil
+}
+
 // Generation returns the current generation; it is one indexed read.
 func (db *DB) Generation(ctx context.Context) (Generation, error) {
 	return generation(ctx, db.sql)

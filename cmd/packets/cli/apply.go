@@ -93,12 +93,16 @@ func (m *machine) applyState(ctx context.Context, load func() (desired.State, er
 	// The state, installed.db and the indexes are independent reads: side
 	// by side. The catalogue is read for what the first two reach: for the
 	// installed packages while the state file is still being parsed, then
-	// for the state.
+	// for the state. When the installed packages alone would make the
+	// indexes read whole, they are read whole at once, beside installed.db's
+	// receipts, and are the catalogue: a plan over the whole catalogue is
+	// the plan over what it reaches (reconcile.LoadCatalog).
 	var (
 		want     desired.State
 		have     reconcile.Have
 		ixs      *syncedIndexes
 		errs     [3]error // reported in this order, whichever failed first
+		counted  = make(chan int, 1)
 		haveRead = make(chan struct{})
 		wg       sync.WaitGroup
 	)
@@ -110,12 +114,31 @@ func (m *machine) applyState(ctx context.Context, load func() (desired.State, er
 	wg.Go(func() { want, errs[0] = load() })
 	wg.Go(func() {
 		defer close(haveRead)
+		// How many are installed tells the indexes' reader whether to read
+		// them whole; should counting fail, Brief says why.
+		if n, err := m.installedCount(ctx); err == nil {
+			counted <- n
+		}
+		close(counted)
 		have, errs[1] = m.have(ctx)
 	})
-	var catl *reconcile.CatalogLoader
+	var (
+		catl *reconcile.CatalogLoader
+		cat  *reconcile.MemCatalog
+	)
 	wg.Go(func() {
 		if ixs, errs[2] = m.app.openIndexes(); errs[2] != nil {
 			return
+		}
+		if n, ok := <-counted; ok {
+			if errs[2] = ixs.preload(ctx, n); errs[2] != nil {
+				return
+			}
+			if builds, ok := ixs.whole(); ok {
+				cat = reconcile.NewMemCatalog(ixs.priority, builds)
+				m.app.logger.Debug("catalogue: every index read whole", "builds", len(builds))
+				return
+			}
 		}
 		catl = m.app.catalogLoader(ctx, ixs)
 		if <-haveRead; errs[1] == nil {
@@ -128,10 +151,12 @@ func (m *machine) applyState(ctx context.Context, load func() (desired.State, er
 			return false, err
 		}
 	}
-	if err := catl.AddState(ctx, want); err != nil {
-		return false, err
+	if cat == nil {
+		if err := catl.AddState(ctx, want); err != nil {
+			return false, err
+		}
+		cat = catl.Catalog()
 	}
-	cat := catl.Catalog()
 	if err := m.dataDirMigration(ctx, have, &req); err != nil {
 		return false, err
 	}

@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/packets-dev/packets/cmd/packets/config"
@@ -156,7 +158,7 @@ func (m *machine) loadState(file string) (desired.State, error) {
 	if file != "" {
 		return desired.Load(file)
 	}
-	s, err := desired.LoadMachine(m.layout.Host(m.layout.StateFile), m.layout.Host(m.layout.StateDir))
+	s, err := m.loadMachineState()
 	if err != nil {
 		return s, err
 	}
@@ -183,6 +185,57 @@ func (m *machine) have(ctx context.Context) (reconcile.Have, error) {
 		return reconcile.Have{}, err
 	}
 	return reconcile.HaveFromSnapshot(snap), nil
+}
+
+// loadMachineState reads the machine's state files, through the state memo
+// beside installed.db when this build can name itself (desired.Memo). Only
+// a command that holds the packets lock rewrites the memo.
+func (m *machine) loadMachineState() (desired.State, error) {
+	main, dropins := m.layout.Host(m.layout.StateFile), m.layout.Host(m.layout.StateDir)
+	id, ok := m.app.programID()
+	if !ok {
+		return desired.LoadMachine(main, dropins)
+	}
+	memo := desired.Memo{Path: m.layout.StateMemo(), Program: id, Write: m.lock != nil}
+	s, wrote, memoErr, err := desired.LoadMachineMemo(main, dropins, memo)
+	if memoErr != nil {
+		m.app.logger.Debug("state memo not written", "err", memoErr)
+	} else if wrote {
+		m.app.logger.Debug("state memo written", "path", memo.Path)
+	}
+	return s, err
+}
+
+// programID names this build of packets for the state memo: its module
+// version and the executable's device, inode, size and modification time,
+// so that a rebuild or an upgrade is another program. ok is false when the
+// executable cannot be found: then no memo is used.
+func (a *App) programID() (id string, ok bool) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", false
+	}
+	fi, err := os.Stat(exe)
+	if err != nil {
+		return "", false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", false
+	}
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+	}
+	return fmt.Sprintf("%s %d:%d %d %d", v, st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano()), true
+}
+
+// installedCount returns how many packages are installed.
+func (m *machine) installedCount(ctx context.Context) (int, error) {
+	if m.db == nil {
+		return 0, nil
+	}
+	return m.db.Count(ctx)
 }
 
 // catalog loads every synced repository's index into memory, in priority
@@ -272,6 +325,33 @@ func (s *syncedIndexes) Named(ctx context.Context, names []packages.Name) ([]pac
 		out = append(out, got...)
 	}
 	return out, nil
+}
+
+// preload reads every index whole when n names would pick out a good part
+// of it (index.Index.Preload).
+func (s *syncedIndexes) preload(ctx context.Context, n int) error {
+	for i, ix := range s.indexes {
+		if err := ix.Preload(ctx, n); err != nil {
+			return fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
+		}
+	}
+	return nil
+}
+
+// whole returns every build of every index, in priority order, when each
+// index has been read whole; ok is false otherwise.
+func (s *syncedIndexes) whole() (builds []packages.Available, ok bool) {
+	for i, ix := range s.indexes {
+		all, ok := ix.Whole()
+		if !ok {
+			return nil, false
+		}
+		for _, a := range all {
+			a.Repo = s.repos[i]
+			builds = append(builds, a)
+		}
+	}
+	return builds, true
 }
 
 // FamilyNames implements reconcile.Reacher over every synced index.

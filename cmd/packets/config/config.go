@@ -322,6 +322,10 @@ func (l Layout) InstalledDB() string { return l.Host(path.Join(l.LibDir, "instal
 // LockFile is the host path of the writers' lock.
 func (l Layout) LockFile() string { return l.Host(path.Join(l.LibDir, "lock")) }
 
+// StateMemo is the host path of the state memo (desired.Memo), beside
+// installed.db.
+func (l Layout) StateMemo() string { return l.Host(path.Join(l.LibDir, "state.memo")) }
+
 // RepoNames lists every repository in priority order: the default one, then
 // the named ones in config order.
 func (l Layout) RepoNames() []string {
