@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/packets-dev/packets/packages"
@@ -37,8 +38,8 @@ type Memo struct {
 	// executable's identity: a memo written by another build is not used.
 	Program string
 	// Write lets a load that missed rewrite the memo. Only one writer may
-	// set it at a time: the temporary file has a fixed name (Path + ".tmp"),
-	// so that a crash leaves nothing the next write does not replace.
+	// set it at a time (the packets lock): a write first removes the
+	// temporary files that a crash left.
 	Write bool
 }
 
@@ -122,9 +123,9 @@ func readMemo(path string, key [sha256.Size]byte) (State, bool) {
 	return s, true
 }
 
-// writeMemo replaces the memo at path with s under key: path + ".tmp",
-// renamed over it. It is not synced: a memo lost or torn by a crash is
-// only a miss, told apart by the payload's hash.
+// writeMemo replaces the memo at path with s under key: a new temporary
+// file beside it, renamed over it. It is not synced: a memo lost or torn by
+// a crash is only a miss, told apart by the payload's hash.
 func writeMemo(path string, key [sha256.Size]byte, s State) error {
 	payload := encodeState(s)
 	sum := sha256.Sum256(payload)
@@ -133,14 +134,28 @@ func writeMemo(path string, key [sha256.Size]byte, s State) error {
 	out = append(out, key[:]...)
 	out = append(out, sum[:]...)
 	out = append(out, payload...)
-	tmp := path + ".tmp"
-	// 0600: options may hold what a state file's own mode keeps private.
-	err := os.WriteFile(tmp, out, 0o600)
+	dir, base := filepath.Split(path)
+	pattern := "." + base + ".tmp-*"
+	if stale, _ := filepath.Glob(filepath.Join(dir, pattern)); len(stale) > 0 {
+		for _, p := range stale {
+			os.Remove(p) // a crash's leftovers: the caller is the only writer
+		}
+	}
+	// A new file (O_EXCL, never a link someone left), mode 0600: options
+	// may hold what a state file's own mode keeps private.
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(out)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		os.Remove(f.Name())
 	}
 	return err
 }

@@ -167,6 +167,23 @@ func flipByte(b []byte, i int) []byte {
 	return c
 }
 
+func TestMemoSweepsACrashsTemporaryFiles(t *testing.T) {
+	memo := memoFixture(t, map[string]string{
+		"state.hcl":                "package \"htop\" {}\n",
+		".state.memo.tmp-12345":    "left by a crash",
+		".state.memo.tmp-6789.hcl": "left by a crash too",
+	})
+	if _, wrote := loadBoth(t, memo); !wrote {
+		t.Fatal("the memo was not written")
+	}
+	if left, _ := filepath.Glob(".state.memo.tmp-*"); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if fi, err := os.Stat(memo.Path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("memo: %v, %v; want mode 0600", fi, err)
+	}
+}
+
 func TestMemoKeepsOnlyCleanLoads(t *testing.T) {
 	memo := memoFixture(t, map[string]string{"state.hcl": "package \"htop\" { version = 3 }\n"})
 	_, wrote, _, err := LoadMachineMemo("state.hcl", "state.d", memo)
@@ -199,7 +216,7 @@ func TestMemoReadOnly(t *testing.T) {
 	if err != nil || wrote || memoErr == nil || len(s.Packages) != 1 {
 		t.Errorf("unwritable memo: %d packages, wrote %v, memoErr %v, err %v", len(s.Packages), wrote, memoErr, err)
 	}
-	if _, err := os.Stat(memo.Path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temporary file left: %v", err)
+	if left, _ := filepath.Glob(".state.memo.tmp-*"); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }

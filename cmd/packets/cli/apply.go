@@ -164,6 +164,7 @@ func (m *machine) applyState(ctx context.Context, load func() (desired.State, er
 	if err != nil {
 		return false, err
 	}
+	p.Warnings = append(slices.Clone(ixs.warnings), p.Warnings...) // as plan shows them
 	if err := reconcile.CheckRemovals(p, m.guardOptions(req.allowRemovals)); err != nil {
 		return false, err
 	}

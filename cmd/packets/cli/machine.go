@@ -206,16 +206,15 @@ func (m *machine) loadMachineState() (desired.State, error) {
 	return s, err
 }
 
-// programID names this build of packets for the state memo: its module
-// version and the executable's device, inode, size and modification time,
-// so that a rebuild or an upgrade is another program. ok is false when the
-// executable cannot be found: then no memo is used.
+// programID names the running build of packets for the state memo: its
+// build information (module versions, VCS revision, Go version) and the
+// device, inode, size and modification time of the executable it runs
+// from, so that a rebuild or an upgrade is another program. The file is
+// /proc/self/exe, which stays the running one when an upgrade renames
+// another over its path (os.Executable would name the new one). ok is
+// false when it cannot be found: then no memo is used.
 func (a *App) programID() (id string, ok bool) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", false
-	}
-	fi, err := os.Stat(exe)
+	fi, err := os.Stat("/proc/self/exe")
 	if err != nil {
 		return "", false
 	}
@@ -223,11 +222,11 @@ func (a *App) programID() (id string, ok bool) {
 	if !ok {
 		return "", false
 	}
-	v := "(devel)"
+	build := "(no build information)"
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		v = bi.Main.Version
+		build = bi.String()
 	}
-	return fmt.Sprintf("%s %d:%d %d %d", v, st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano()), true
+	return fmt.Sprintf("%d:%d %d %d\n%s", st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano(), build), true
 }
 
 // installedCount returns how many packages are installed.
@@ -341,6 +340,9 @@ func (s *syncedIndexes) preload(ctx context.Context, n int) error {
 // whole returns every build of every index, in priority order, when each
 // index has been read whole; ok is false otherwise.
 func (s *syncedIndexes) whole() (builds []packages.Available, ok bool) {
+	if len(s.indexes) == 0 {
+		return nil, false
+	}
 	for i, ix := range s.indexes {
 		all, ok := ix.Whole()
 		if !ok {
