@@ -18,22 +18,13 @@ import (
 // and applies the same state, with the real packets binary. It reports how
 // many copies of the archives the mirror served: "off" (no peering), "rolling"
 // (peering on, the hosts one after another, as a fleet rollout goes) and
-// "simultaneous" (peering on, all four at once: nobody has the archives yet
-// when the others ask, so each goes to the mirror). Root only:
+// "simultaneous" (peering on, all four at once: each host announces the
+// downloads it starts, and the lowest address fetches while the others
+// follow it). Root only:
 //
 //	go test -tags netns -run '^$' -bench LANFleet -benchtime 1x ./e2e
 func BenchmarkLANFleet(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root to create network namespaces")
-	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		b.Skip("needs iproute2's ip")
-	}
-	bin, err := exec.LookPath("packets") // testscript put this test binary on $PATH as packets
-	if err != nil {
-		b.Fatal(err)
-	}
+	ipPath, bin := fleetTools(b)
 	for _, mode := range []string{"off", "rolling", "simultaneous"} {
 		b.Run(mode, func(b *testing.B) {
 			f := newFleet(b, ipPath, bin, 4)
@@ -46,6 +37,36 @@ func BenchmarkLANFleet(b *testing.B) {
 	}
 }
 
+// TestLANFleetSimultaneous: four hosts apply the same state at the same
+// moment, peering on; the mirror serves each archive once (the target is
+// at most 1.3 copies), and every host ends with the packages.
+func TestLANFleetSimultaneous(t *testing.T) {
+	ipPath, bin := fleetTools(t)
+	f := newFleet(t, ipPath, bin, 4)
+	if copies := f.apply(t, "simultaneous"); copies > 1.3 {
+		t.Errorf("the mirror served %.2f copies of the archives to four hosts applying at once, want at most 1.3", copies)
+	}
+	for i, ns := range f.hosts {
+		f.run(t, ns, "--root", filepath.Join(f.work, fmt.Sprintf("r%d-%d", f.round, i)), "verify")
+	}
+}
+
+// fleetTools returns the ip command and the packets binary, or skips.
+func fleetTools(t testing.TB) (ip, bin string) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	bin, err = exec.LookPath("packets") // testscript put this test binary on $PATH as packets
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ip, bin
+}
+
 type fleet struct {
 	ip, bin, work, repo, mirrorLog string
 	hosts                          []string // namespaces
@@ -53,7 +74,7 @@ type fleet struct {
 	round                          int
 }
 
-func newFleet(b *testing.B, ip, bin string, n int) *fleet {
+func newFleet(b testing.TB, ip, bin string, n int) *fleet {
 	l := newLAN(b, ip)
 	f := &fleet{ip: ip, bin: bin, work: b.TempDir()}
 	mirrorNS := l.host("m", "10.252.0.1")
@@ -84,7 +105,7 @@ func newFleet(b *testing.B, ip, bin string, n int) *fleet {
 	return f
 }
 
-func (f *fleet) run(b *testing.B, ns string, args ...string) {
+func (f *fleet) run(b testing.TB, ns string, args ...string) {
 	b.Helper()
 	if err := f.exec(ns, args...); err != nil {
 		b.Fatal(err)
@@ -104,7 +125,7 @@ func (f *fleet) exec(ns string, args ...string) error {
 
 // apply gives every host a fresh machine, applies the state on all of them
 // as mode says, and returns the copies of the archives the mirror served.
-func (f *fleet) apply(b *testing.B, mode string) float64 {
+func (f *fleet) apply(b testing.TB, mode string) float64 {
 	f.round++
 	peering := mode != "off"
 	key, err := os.ReadFile(filepath.Join(f.work, "key.pub"))

@@ -39,6 +39,10 @@ func openPart(path string, w Want) (*part, error) {
 	if err != nil {
 		return nil, &localError{err}
 	}
+	// Announce the download to the LAN daemon (Cache.InProgress); the lock
+	// goes with the file. It is only an announcement: writers are kept
+	// apart by the packets lock, so a failure to take it changes nothing.
+	_ = lockPart(f)
 	p := &part{path: path, want: w, f: f, h: sha256.New()}
 	st, err := f.Stat()
 	if err == nil && st.Size() > w.Size {
@@ -103,12 +107,15 @@ func (p *part) check() error {
 // batch durable with one syncfs at its end, rather than an fsync per blob
 // (which cost 200 ms of a 200-package apply on ext4). A blob torn by a
 // power cut before that is refused by the hash check before any use.
+//
+// The rename comes before the close, so that a follower that sees the part
+// unlocked (Follower) knows it was either put in place or abandoned.
 func (p *part) commit(final string) error {
-	err := p.f.Close()
-	p.f = nil
-	if err == nil {
-		err = os.Rename(p.path, final)
+	err := os.Rename(p.path, final)
+	if cerr := p.f.Close(); err == nil {
+		err = cerr
 	}
+	p.f = nil
 	if err != nil {
 		return &localError{fmt.Errorf("store %s: %w", final, err)}
 	}

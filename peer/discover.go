@@ -29,10 +29,20 @@ func Discover(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, 
 		return nil, err
 	}
 	var out []netip.AddrPort
-	for ep := range peers {
-		out = append(out, ep)
+	for r := range peers {
+		if !r.pending {
+			out = append(out, r.ep)
+		}
 	}
 	return out, nil
+}
+
+// reply is one peer's answer: it holds the blob, or (pending) is
+// downloading it and holds held bytes that came in just now.
+type reply struct {
+	ep      netip.AddrPort
+	pending bool
+	held    int64
 }
 
 // startDiscovery sends the queries and returns a channel that delivers the
@@ -40,7 +50,7 @@ func Discover(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, 
 // answered, ctx is done or conn is closed. The channel is buffered for
 // MaxPeers, so the reader never blocks on a slow consumer and always ends
 // with the window.
-func startDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, d packages.Digest, window time.Duration) (<-chan netip.AddrPort, error) {
+func startDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, d packages.Digest, window time.Duration) (<-chan reply, error) {
 	if len(targets) == 0 {
 		return nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
 	}
@@ -60,46 +70,46 @@ func startDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDP
 	if len(ports) == 0 {
 		return nil, errors.Join(errs...)
 	}
-	out := make(chan netip.AddrPort, MaxPeers)
+	out := make(chan reply, MaxPeers)
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	go func() {
 		defer close(out)
 		defer stop()
-		buf := make([]byte, maxAnswerLen+1) // one byte more: a longer datagram is malformed
+		buf := make([]byte, maxPendingLen+1) // one byte more: a longer datagram is malformed
 		seen := map[netip.AddrPort]bool{}
 		for len(seen) < MaxPeers {
 			n, addr, err := conn.ReadFrom(buf)
 			if err != nil {
 				return // the window closed, ctx is done, or conn was closed
 			}
-			ep, ok := answerFrom(buf[:n], addr, d, ports)
-			if !ok || seen[ep] {
+			r, ok := answerFrom(buf[:n], addr, d, ports)
+			if !ok || seen[r.ep] {
 				continue
 			}
-			seen[ep] = true
-			out <- ep
+			seen[r.ep] = true
+			out <- r
 		}
 	}()
 	return out, nil
 }
 
-// answerFrom checks an answer to a query for d and returns the HTTP
+// answerFrom checks an answer to a query for d and returns it with the HTTP
 // endpoint it names: the sender's IPv4 address and the answer's port. The
 // sender must answer from one of the ports queried (a peer answers from
 // its discovery socket).
-func answerFrom(b []byte, from net.Addr, d packages.Digest, ports map[uint16]bool) (netip.AddrPort, bool) {
+func answerFrom(b []byte, from net.Addr, d packages.Digest, ports map[uint16]bool) (reply, bool) {
 	ua, ok := from.(*net.UDPAddr)
 	if !ok {
-		return netip.AddrPort{}, false
+		return reply{}, false
 	}
 	src := ua.AddrPort()
 	ip := src.Addr().Unmap()
 	if !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || !ports[src.Port()] {
-		return netip.AddrPort{}, false
+		return reply{}, false
 	}
-	got, port, ok := ParseAnswer(b)
-	if !ok || got != d {
-		return netip.AddrPort{}, false
+	r, ok := ParseReply(b)
+	if !ok || r.Digest != d {
+		return reply{}, false
 	}
-	return netip.AddrPortFrom(ip, uint16(port)), true
+	return reply{ep: netip.AddrPortFrom(ip, uint16(r.Port)), pending: r.Pending, held: r.Held}, true
 }

@@ -16,6 +16,33 @@
 // to fall back on, at most MaxPeers. Nothing is broadcast unless the caller
 // builds a Source: with [peer] enabled = false, cmd/packets builds none.
 //
+// # Hosts that fetch at the same moment
+//
+// §10's protocol finds blobs that a neighbour holds; hosts that apply the
+// same state at once hold nothing yet, and each would go to the mirror.
+// packets adds one answer for them. A download announces itself: the
+// Fetcher holds an OFD lock on the part file while it writes
+// (fetch.Cache.InProgress), created before any source is asked. A daemon
+// whose host is downloading a queried blob answers "P:<sha256>:<port>:<held>"
+// (Pending), held being the bytes it has if they came in within the last
+// second, else 0, and serves GET /blobs/<sha256> of it as it grows
+// (fetch.Cache.Follow; chunked, from the first byte only: a range request
+// gets 416, and a download that stops cuts the body short).
+//
+// A client that finds no holder within the window asks again and waits a
+// short settle (an eighth of the window, 10–50 ms), then follows
+// (followOrder) a downloader with bytes coming in, most first, or else one
+// whose address is lower than its own on that subnet, lowest first. A host
+// lower than every downloader with nothing coming in goes to the mirror,
+// and the others follow it: four hosts that apply at once fetch each blob
+// from the mirror once. Nobody waits on a host that waits on them: a host
+// with nothing coming in follows only lower addresses, and bytes coming in
+// come from elsewhere. A followed host that fails is abandoned like any
+// peer, and its followers go on to the next answer or the mirrors. The
+// first window is what lets hosts started together see each other's
+// announcements; what a client takes from a follower is checked like
+// anything from a peer. A client that knows only H ignores P answers.
+//
 // # What the server answers
 //
 // It ignores, and counts (Stats), every datagram that is not exactly a

@@ -46,6 +46,30 @@ func FuzzParseAnswer(f *testing.F) {
 	})
 }
 
+// FuzzParseReply: the parser never panics, and whatever it accepts is
+// exactly the H or P answer a server would send, no longer than a query.
+func FuzzParseReply(f *testing.F) {
+	f.Add(Answer(digestA, 9123))
+	f.Add(Pending(digestA, 9123, 0))
+	f.Add(Pending(digestA, 65535, 1<<62))
+	f.Add([]byte("P:" + hexA + ":9123:007"))
+	f.Add([]byte("P:" + hexA + ":9123:"))
+	f.Add([]byte("P:" + hexA + ":9123:99999999999999999999"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, ok := ParseReply(b)
+		if !ok {
+			return
+		}
+		again := Answer(r.Digest, r.Port)
+		if r.Pending {
+			again = Pending(r.Digest, r.Port, r.Held)
+		}
+		if r.Port < 1 || r.Port > 65535 || r.Held < 0 || !bytes.Equal(again, b) || len(b) > QueryLen {
+			t.Fatalf("accepted %q as %+v", b, r)
+		}
+	})
+}
+
 // recordConn is a net.PacketConn that records what is written to it.
 type recordConn struct {
 	net.PacketConn

@@ -80,11 +80,17 @@ type running struct {
 // interfaces it sees the loopback interface only.
 func serve(t testing.TB, s *Server) *running {
 	t.Helper()
+	return serveOn(t, s, netip.MustParseAddr("127.0.0.1"))
+}
+
+// serveOn is serve on another loopback address (127.0.0.0/8 is all ours).
+func serveOn(t testing.TB, s *Server, ip netip.Addr) *running {
+	t.Helper()
 	if s.Interfaces == nil {
 		s.Interfaces = loIfaces(t)
 	}
-	udp := listenUDP(t, "127.0.0.1:0")
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	udp := listenUDP(t, netip.AddrPortFrom(ip, 0).String())
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}

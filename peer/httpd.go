@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,6 +49,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	log := s.logger()
 	f, size, ok := s.open(r)
 	if !ok {
+		if d, isBlob := blobPath(r); isBlob && r.Method == http.MethodGet && s.serveFollowed(w, r, d) {
+			return
+		}
 		log.Debug("not found", "path", r.URL.EscapedPath(), "peer", r.RemoteAddr)
 		http.NotFound(w, r)
 		return
@@ -78,15 +82,10 @@ func (s *Server) open(r *http.Request) (*os.File, int64, bool) {
 		return nil, 0, false
 	}
 	var path string
-	if hex, ok := strings.CutPrefix(r.URL.Path, "/blobs/"); ok {
-		if !packages.IsHexDigest(hex) {
-			return nil, 0, false
-		}
-		d, err := packages.ParseDigest(hex)
-		if err != nil {
-			return nil, 0, false
-		}
+	if d, ok := blobPath(r); ok {
 		path = s.Cache.Path(d)
+	} else if strings.HasPrefix(r.URL.Path, "/blobs/") {
+		return nil, 0, false
 	} else if rest, ok := strings.CutPrefix(r.URL.Path, "/repos/"); ok {
 		name, file, ok := strings.Cut(rest, "/")
 		if !ok {
@@ -105,6 +104,64 @@ func (s *Server) open(r *http.Request) (*os.File, int64, bool) {
 		return nil, 0, false
 	}
 	return f, size, true
+}
+
+// blobPath returns the blob a request's path names: /blobs/<64 lowercase
+// hex>.
+func blobPath(r *http.Request) (packages.Digest, bool) {
+	hex, ok := strings.CutPrefix(r.URL.Path, "/blobs/")
+	if !ok || r.URL.RawPath != "" || !packages.IsHexDigest(hex) {
+		return packages.Digest{}, false
+	}
+	d, err := packages.ParseDigest(hex)
+	return d, err == nil
+}
+
+// serveFollowed serves blob d while this host downloads it (a "P:" answer
+// offered it): from the first byte, each part as it arrives, ending when
+// the blob is in place. The length is not known: the body is chunked, and
+// a download that stops cuts the connection, so the client sees a short
+// body, never a clean end. A range request is refused with 416 (the client
+// starts again from the first byte). It reports false when d is not being
+// downloaded.
+func (s *Server) serveFollowed(w http.ResponseWriter, r *http.Request, d packages.Digest) bool {
+	fl, err := s.Cache.Follow(r.Context(), d)
+	if err != nil {
+		return false
+	}
+	defer fl.Close()
+	log := s.logger()
+	h := w.Header()
+	if r.Header.Get("Range") != "" {
+		h.Set("Content-Range", "bytes */*")
+		http.Error(w, "a blob still downloading is served from its first byte", http.StatusRequestedRangeNotSatisfiable)
+		return true
+	}
+	s.stats.served.Add(1)
+	s.stats.followed.Add(1)
+	h.Set("Content-Type", blobContentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	log.Debug("serving as it downloads", "digest", d.Short(), "peer", r.RemoteAddr)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 256<<10)
+	for {
+		// A reader must keep up with each part: the deadline moves on.
+		_ = rc.SetWriteDeadline(time.Now().Add(writeGrace))
+		n, err := fl.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return true
+			}
+			_ = rc.Flush()
+		}
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			log.Debug("download being served stopped", "digest", d.Short(), "peer", r.RemoteAddr, "err", err)
+			panic(http.ErrAbortHandler) // cut the body short: it is not the blob
+		}
+	}
 }
 
 // openRegular opens path for reading if it is a regular file, without

@@ -73,11 +73,22 @@ func (s *Server) handle(conn net.PacketConn, b []byte, ifindex int, src netip.Ad
 		log.Debug("ignored a malformed datagram", "peer", src.String(), "bytes", len(b))
 		return
 	}
-	if !s.holds(d) {
-		c.missing.Add(1)
-		return
-	}
 	ans := Answer(d, httpPort)
+	if !s.holds(d) {
+		prog, ok := s.Cache.InProgress(d)
+		if !ok {
+			c.missing.Add(1)
+			return
+		}
+		// Held counts only while bytes are coming in: a download that has
+		// not started, or has stopped, offers no head start.
+		held := prog.Held
+		if time.Since(prog.Modified) > flowing {
+			held = 0
+		}
+		c.pending.Add(1)
+		ans = Pending(d, httpPort, held)
+	}
 	if len(ans) > len(b) {
 		return // never larger than the query: no amplification (cannot happen)
 	}
@@ -91,6 +102,10 @@ func (s *Server) handle(conn net.PacketConn, b []byte, ifindex int, src netip.Ad
 	}
 	log.Debug("answered a query", "peer", src.String(), "digest", d.Short())
 }
+
+// flowing is how recently a download must have written to count as
+// bringing bytes in.
+const flowing = time.Second
 
 // holds reports whether the server has blob d, or serves the repository d
 // is the key of.

@@ -57,7 +57,8 @@ const (
 // Stats counts what a Server did, for logs, status and tests.
 type Stats struct {
 	Datagrams int64 // UDP datagrams received
-	Answered  int64 // queries answered "H:"
+	Answered  int64 // queries answered "H:" or "P:"
+	Pending   int64 // of those, answered "P:": a download in progress
 	Unsent    int64 // answers the socket refused to send (also in Answered)
 	Missing   int64 // well-formed queries for blobs not held: no answer
 	Malformed int64 // not a query: ignored
@@ -66,21 +67,22 @@ type Stats struct {
 	Limited   int64 // dropped by the per-source rate limit
 	Requests  int64 // HTTP requests
 	Served    int64 // blobs and repository files served (200 or 206)
+	Followed  int64 // of those, blobs served as their download went on
 	Refused   int64 // HTTP connections refused by the subnet rule
 }
 
 type counters struct {
-	datagrams, answered, unsent, missing, malformed, foreign, self, limited atomic.Int64
-	requests, served, refused                                               atomic.Int64
+	datagrams, answered, pending, unsent, missing, malformed, foreign, self, limited atomic.Int64
+	requests, served, followed, refused                                              atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		Datagrams: c.datagrams.Load(), Answered: c.answered.Load(), Unsent: c.unsent.Load(), Missing: c.missing.Load(),
-		Malformed: c.malformed.Load(), Foreign: c.foreign.Load(), Self: c.self.Load(),
-		Limited: c.limited.Load(), Requests: c.requests.Load(), Served: c.served.Load(),
+		Datagrams: c.datagrams.Load(), Answered: c.answered.Load(), Pending: c.pending.Load(), Unsent: c.unsent.Load(),
+		Missing: c.missing.Load(), Malformed: c.malformed.Load(), Foreign: c.foreign.Load(), Self: c.self.Load(),
+		Limited: c.limited.Load(), Requests: c.requests.Load(), Served: c.served.Load(), Followed: c.followed.Load(),
 		Refused: c.refused.Load(),
 	}
 }

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,6 +45,11 @@ type Source struct {
 	// broadcast-capable, non-loopback interface that Config allows. Tests
 	// inject unicast 127.0.0.1 targets.
 	Targets func() ([]*net.UDPAddr, error)
+	// Self returns this host's address on the subnet of a peer at the
+	// given address, which orders the hosts downloading a blob at the same
+	// moment (followOrder). nil: from SystemInterfaces. Tests on loopback
+	// inject it.
+	Self func(peer netip.Addr) (netip.Addr, bool)
 	// Client fetches from peers. nil: a client without proxies (a peer is
 	// on the LAN, never behind https_proxy) and with short dial and header
 	// timeouts.
@@ -113,7 +120,7 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 		from    []netip.AddrPort
 		errs    []error
 	)
-	answered, err := s.eachPeer(ctx, w.Digest, func(ep netip.AddrPort) bool {
+	answered, err := s.eachPeer(ctx, w.Digest, true, func(ep netip.AddrPort) bool {
 		if s.isBanned(ep) {
 			errs = append(errs, fmt.Errorf("peer %s: failed earlier", ep))
 			return false
@@ -146,7 +153,7 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 	case offset+written == w.Size:
 		return written, s.finish(w, h, from)
 	case answered == 0:
-		return written, fmt.Errorf("%s: no LAN peer answered: %w", w, fetch.ErrNotFound)
+		return written, fmt.Errorf("%s: no LAN peer has it: %w", w, fetch.ErrNotFound)
 	case written > 0:
 		// Resume elsewhere: the Fetcher retries, and the next query skips
 		// the peers that failed, then falls through to the mirrors.
@@ -230,31 +237,120 @@ func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, 
 	return n, err
 }
 
-// eachPeer queries for d and calls try with each answering peer in answer
-// order until try returns true or the answers run out. It returns how many
-// peers answered; an error means the query could not be sent.
-func (s *Source) eachPeer(ctx context.Context, d packages.Digest, try func(ep netip.AddrPort) bool) (int, error) {
+// eachPeer queries for d and calls try with each peer that holds it, in
+// answer order, until try returns true or the answers run out. It returns
+// how many peers it called try with; an error means the query could not be
+// sent.
+//
+// With follow, when no peer that holds d did, it asks again and calls try
+// with the peers downloading d themselves that this host should take it
+// from (followOrder): hosts that apply at the same moment then fetch each
+// blob from the mirror once. The first query's window gives hosts started
+// together the time to announce their downloads; the second looks at who
+// has, after a short settle.
+func (s *Source) eachPeer(ctx context.Context, d packages.Digest, follow bool, try func(ep netip.AddrPort) bool) (int, error) {
 	targets, err := s.targets()
 	if err != nil {
 		return 0, err
 	}
-	conn, err := s.conn(ctx)
-	if err != nil {
-		return 0, err
+	tried := 0
+	// round queries once, tries the holders as they answer, and returns
+	// the downloaders; done is true when try did.
+	round := func(window time.Duration) (pending []reply, done bool, err error) {
+		conn, err := s.conn(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		defer conn.Close()
+		replies, err := startDiscovery(ctx, conn, targets, d, window)
+		if err != nil {
+			return nil, false, err
+		}
+		for r := range replies {
+			if r.pending {
+				pending = append(pending, r)
+				continue
+			}
+			tried++
+			if try(r.ep) {
+				return nil, true, nil
+			}
+		}
+		return pending, false, nil
 	}
-	defer conn.Close()
-	peers, err := startDiscovery(ctx, conn, targets, d, s.Config.window())
-	if err != nil {
-		return 0, err
+	_, done, err := round(s.Config.window())
+	if err != nil || done || !follow || ctx.Err() != nil {
+		return tried, err
 	}
-	answered := 0
-	for ep := range peers {
-		answered++
+	pending, done, err := round(settle(s.Config.window()))
+	if err != nil || done {
+		return tried, err
+	}
+	for _, ep := range followOrder(s.self, pending) {
+		tried++
 		if try(ep) {
 			break
 		}
 	}
-	return answered, nil
+	return tried, nil
+}
+
+// settle is the second query's window: answers on a LAN take well under a
+// millisecond, so a fraction of the first window will do.
+func settle(window time.Duration) time.Duration {
+	return min(max(window/8, 10*time.Millisecond), 50*time.Millisecond)
+}
+
+// followOrder picks, among peers downloading a blob, those this host
+// should take it from, best first, so that hosts that want a blob at the
+// same moment get it from the mirror once: first the peers whose bytes are
+// coming in (held > 0), most held first; then those whose address is
+// lower than this host's on their subnet, lowest first. A host lower than
+// every downloader with nothing coming in gets nothing: it goes to the
+// mirror, and the others follow it. No two hosts can wait on each other:
+// one with nothing coming in follows only a lower address, and bytes that
+// are coming in come from elsewhere. self returns this host's address on
+// a peer's subnet; when it has none there, only peers with bytes coming in
+// are followed.
+func followOrder(self func(peer netip.Addr) (netip.Addr, bool), pending []reply) []netip.AddrPort {
+	var flowing, lower []reply
+	for _, r := range pending {
+		if r.held > 0 {
+			flowing = append(flowing, r)
+		} else if me, ok := self(r.ep.Addr()); ok && r.ep.Addr().Less(me) {
+			lower = append(lower, r)
+		}
+	}
+	slices.SortStableFunc(flowing, func(a, b reply) int { return cmp.Compare(b.held, a.held) })
+	slices.SortStableFunc(lower, func(a, b reply) int { return a.ep.Addr().Compare(b.ep.Addr()) })
+	out := make([]netip.AddrPort, 0, len(flowing)+len(lower))
+	for _, r := range append(flowing, lower...) {
+		out = append(out, r.ep)
+	}
+	return out
+}
+
+// self returns this host's address on the subnet of peer: Self, or the
+// first address of an up, non-loopback interface whose subnet holds peer.
+func (s *Source) self(peer netip.Addr) (netip.Addr, bool) {
+	if s.Self != nil {
+		return s.Self(peer)
+	}
+	ifs, err := SystemInterfaces()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagLoopback != 0 || ifi.Flags&net.FlagUp == 0 {
+			continue
+		}
+		for _, p := range ifi.Nets {
+			if p.Masked().Contains(peer) && p.Addr() != peer {
+				return p.Addr(), true
+			}
+		}
+	}
+	return netip.Addr{}, false
 }
 
 func (s *Source) targets() ([]*net.UDPAddr, error) {

@@ -1,22 +1,33 @@
 package peer
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"math"
 	"strconv"
 
 	"github.com/packets-dev/packets/packages"
 )
 
-// Wire format (fixed, DESIGN.md §10). A query is "Q:" and 64 lowercase hex
+// Wire format (DESIGN.md §10). A query is "Q:" and 64 lowercase hex
 // digits, padded with spaces to exactly QueryLen bytes; an answer is
 // "H:<64 hex>:<http-port>", unpadded, so always shorter than a query.
+//
+// packets adds a second answer to §10's: "P:<64 hex>:<http-port>:<held>",
+// "I am downloading that blob now, and hold <held> bytes of it that came
+// in just now (0 if none did); GET it from my HTTP port and you get it as
+// it grows". Hosts that apply at the same moment use it to fetch a blob
+// from the mirror once (Source). A client that knows only H ignores it.
 const (
-	QueryLen     = 128
-	hexLen       = 2 * sha256.Size
-	queryPrefix  = "Q:"
-	answerPrefix = "H:"
+	QueryLen      = 128
+	hexLen        = 2 * sha256.Size
+	queryPrefix   = "Q:"
+	answerPrefix  = "H:"
+	pendingPrefix = "P:"
 	// maxAnswerLen is the longest valid answer: "H:" + 64 hex + ":" + 5 digits.
 	maxAnswerLen = len(answerPrefix) + hexLen + 1 + 5
+	// maxPendingLen is the longest pending answer: ":" and 19 digits more.
+	maxPendingLen = maxAnswerLen + 1 + 19
 )
 
 // Query returns the discovery datagram asking for blob d.
@@ -38,6 +49,73 @@ func Answer(d packages.Digest, httpPort int) []byte {
 	b = append(b, d.String()...)
 	b = append(b, ':')
 	return strconv.AppendInt(b, int64(httpPort), 10)
+}
+
+// Pending returns the datagram saying "I am downloading blob d and hold
+// held bytes of it that are coming in; GET it from my HTTP port as it
+// grows".
+func Pending(d packages.Digest, httpPort int, held int64) []byte {
+	b := make([]byte, 0, maxPendingLen)
+	b = append(b, pendingPrefix...)
+	b = append(b, d.String()...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(httpPort), 10)
+	b = append(b, ':')
+	return strconv.AppendInt(b, max(held, 0), 10)
+}
+
+// A Reply is a parsed answer, H or P.
+type Reply struct {
+	Digest  packages.Digest
+	Port    int
+	Pending bool  // a P answer: the blob is on its way to the peer
+	Held    int64 // for P: bytes held that came in just now
+}
+
+// ParseReply parses an H answer (as ParseAnswer) or a P answer: "P:", 64
+// lowercase hex digits, ":", a port as in H, ":", and the bytes held in
+// decimal without sign or leading zero (0 itself is "0"), and nothing else.
+func ParseReply(b []byte) (Reply, bool) {
+	if d, port, ok := ParseAnswer(b); ok {
+		return Reply{Digest: d, Port: port}, true
+	}
+	head := len(pendingPrefix) + hexLen + 1
+	if len(b) <= head || len(b) > maxPendingLen || string(b[:len(pendingPrefix)]) != pendingPrefix || b[head-1] != ':' {
+		return Reply{}, false
+	}
+	d, ok := parseHex(b[len(pendingPrefix) : head-1])
+	if !ok {
+		return Reply{}, false
+	}
+	portB, heldB, ok := bytes.Cut(b[head:], []byte{':'})
+	if !ok {
+		return Reply{}, false
+	}
+	port, ok := parsePort(portB)
+	if !ok {
+		return Reply{}, false
+	}
+	held, ok := parseCount(heldB)
+	if !ok {
+		return Reply{}, false
+	}
+	return Reply{Digest: d, Port: port, Pending: true, Held: held}, true
+}
+
+// parseCount parses 1–19 decimal digits, without a leading zero unless
+// the number is 0.
+func parseCount(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 || b[0] == '0' && len(b) > 1 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' || n > (math.MaxInt64-int64(c-'0'))/10 {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // ParseQuery parses a query datagram. It accepts exactly QueryLen bytes:
