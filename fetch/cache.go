@@ -28,6 +28,8 @@ const (
 type Cache struct {
 	Dir    string       // host path of the cache directory
 	Logger *slog.Logger // nil discards
+
+	claims claims // what InProgress read of the claims file
 }
 
 // Path returns where blob d lives (whether or not it is there).

@@ -162,8 +162,13 @@ func (r *run) ready(res Result) {
 	}
 }
 
-// all fetches wants concurrently, Parallel at a time.
+// all fetches wants concurrently, Parallel at a time. When a source is a
+// Preparer, the blobs to download are claimed in the cache first, for as
+// long as the run lasts, and it is told about them.
 func (r *run) all(ctx context.Context, wants []Want) ([]Result, error) {
+	if release := r.prepare(ctx, wants); release != nil {
+		defer release()
+	}
 	out := make([]Result, len(wants))
 	g, gctx := errgroup.WithContext(ctx)
 	limit := r.f.Parallel
@@ -182,6 +187,52 @@ func (r *run) all(ctx context.Context, wants []Want) ([]Result, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// prepare claims the blobs of wants not in the cache and hands them to
+// every Preparer source. It returns what releases the claim, or nil.
+func (r *run) prepare(ctx context.Context, wants []Want) (release func()) {
+	var preparers []Preparer
+	for _, src := range r.f.Sources {
+		if p, ok := src.(Preparer); ok {
+			preparers = append(preparers, p)
+		}
+	}
+	if len(preparers) == 0 {
+		return nil
+	}
+	var missing []Want
+	var digests []packages.Digest
+	for _, w := range wants {
+		if !r.f.Cache.Has(w.Digest, w.Size) {
+			missing = append(missing, w)
+			digests = append(digests, w.Digest)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	cl, err := r.f.Cache.claim(digests)
+	if err != nil {
+		r.log.Debug("blobs not claimed in the cache", "err", err)
+	}
+	// A blob no Preparer can deliver is fetched from a later source.
+	unfoundBy := make(map[packages.Digest]int, len(digests))
+	for _, p := range preparers {
+		for _, d := range p.Prepare(ctx, missing) {
+			unfoundBy[d]++
+		}
+	}
+	mirror := make(map[packages.Digest]bool, len(digests))
+	for _, d := range digests {
+		mirror[d] = unfoundBy[d] == len(preparers)
+	}
+	if err == nil {
+		if err := cl.decide(mirror); err != nil {
+			r.log.Debug("claims not updated", "err", err)
+		}
+	}
+	return cl.release
 }
 
 // cached reports whether w is in the cache, usable as it is.

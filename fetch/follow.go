@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,26 +29,212 @@ func lockPart(f *os.File) error {
 	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
 }
 
-// beingWritten reports whether someone holds lockPart's lock on the file f
-// opens (another open file description; f's own never conflicts).
+// beingWritten reports whether someone holds lockPart's write lock on the
+// file f opens (another open file description; f's own never conflicts).
+// A read lock, which anyone who can read the file may take, does not count.
 func beingWritten(f *os.File) (bool, error) {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
 		return false, err
 	}
-	return lk.Type != unix.F_UNLCK, nil
+	return lk.Type == unix.F_WRLCK, nil
+}
+
+// openRegular opens path for reading if it is a regular file: never
+// through a symlink in its last component, and never blocking on a FIFO.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, errors.Join(fmt.Errorf("%s: not a regular file", path), err)
+	}
+	return f, nil
+}
+
+// claimsName is the file in the cache directory that lists the blobs a
+// running FetchAll is about to download, one "<hex digest> <intent>" a
+// line: locked as a part file is, for as long as that FetchAll runs. A
+// daemon counts a claimed blob as in progress before its download starts,
+// so that hosts that apply at once see each other from their first query.
+const claimsName = ".claims"
+
+// Intent says how a host is going to get a blob it claimed.
+type Intent byte
+
+// The intents of a claimed blob. A claim starts undecided; once the
+// Preparer sources have looked, it says whether this host takes the blob
+// from a peer or fetches it itself from a later source (a mirror).
+const (
+	IntentUndecided Intent = '-'
+	IntentMirror    Intent = 'm'
+	IntentPeer      Intent = 'p'
+)
+
+// A claim is a locked claims file; decide rewrites it, release removes it.
+type claim struct {
+	dir     string
+	f       *os.File
+	digests []packages.Digest
+}
+
+// claim writes and locks the claims file for digests, all undecided. It is
+// only an announcement: an error leaves nothing behind and is returned for
+// the caller to log.
+func (c *Cache) claim(digests []packages.Digest) (*claim, error) {
+	stale, _ := filepath.Glob(filepath.Join(c.Dir, claimsName+".tmp-*"))
+	for _, p := range stale {
+		os.Remove(p) // a crash's leftovers: FetchAll runs under the packets lock
+	}
+	cl := &claim{dir: c.Dir, digests: digests}
+	return cl, cl.write(nil)
+}
+
+// decide rewrites the claims with each blob's intent (IntentMirror for
+// those in mirror, IntentPeer for the rest).
+func (cl *claim) decide(mirror map[packages.Digest]bool) error {
+	return cl.write(mirror)
+}
+
+// write replaces the claims file: a new locked file renamed over the old
+// one, which is then let go. mirror nil leaves every blob undecided.
+func (cl *claim) write(mirror map[packages.Digest]bool) error {
+	b := make([]byte, 0, len(cl.digests)*(2*len(packages.Digest{})+3))
+	for _, d := range cl.digests {
+		in := IntentUndecided
+		if mirror != nil {
+			in = IntentPeer
+			if mirror[d] {
+				in = IntentMirror
+			}
+		}
+		b = append(b, d.String()...)
+		b = append(b, ' ', byte(in), '\n')
+	}
+	f, err := os.CreateTemp(cl.dir, claimsName+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = lockPart(f)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(cl.dir, claimsName)) // the lock goes with the file
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if cl.f != nil {
+		cl.f.Close()
+	}
+	cl.f = f
+	return nil
+}
+
+// release removes the claims file and lets go of its lock.
+func (cl *claim) release() {
+	if cl.f == nil {
+		return
+	}
+	os.Remove(filepath.Join(cl.dir, claimsName))
+	cl.f.Close()
+	cl.f = nil
+}
+
+// claims is what a daemon knows of the claims file: what it read, for the
+// file it read it from, while that file stays the same.
+type claims struct {
+	mu      sync.Mutex
+	f       *os.File
+	st      os.FileInfo
+	intents map[packages.Digest]Intent
+}
+
+// claimed returns the intent of a running FetchAll's claim on d. Each call
+// looks at the file (one stat) and tests its lock (one fcntl); it reads the
+// file again only when it is another one.
+func (c *Cache) claimed(d packages.Digest) (Intent, bool) {
+	cl := &c.claims
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	path := filepath.Join(c.Dir, claimsName)
+	st, err := os.Stat(path)
+	if err != nil {
+		cl.drop()
+		return 0, false
+	}
+	if cl.f == nil || !os.SameFile(st, cl.st) || st.Size() != cl.st.Size() {
+		cl.drop()
+		if cl.f, err = openRegular(path); err != nil {
+			return 0, false
+		}
+		b, err := io.ReadAll(io.LimitReader(cl.f, maxClaims))
+		if err != nil {
+			cl.drop()
+			return 0, false
+		}
+		cl.st, cl.intents = st, map[packages.Digest]Intent{}
+		for line := range strings.Lines(string(b)) {
+			hex, in, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+			d, err := packages.ParseDigest(hex)
+			if ok && err == nil && len(in) == 1 {
+				switch i := Intent(in[0]); i {
+				case IntentUndecided, IntentMirror, IntentPeer:
+					cl.intents[d] = i
+				}
+			}
+		}
+	}
+	if w, err := beingWritten(cl.f); err != nil || !w {
+		return 0, false
+	}
+	in, ok := cl.intents[d]
+	return in, ok
+}
+
+// maxClaims bounds what a daemon reads of a claims file: 100,000 blobs.
+const maxClaims = 100_000 * 67
+
+func (cl *claims) drop() {
+	if cl.f != nil {
+		cl.f.Close()
+	}
+	cl.f, cl.st, cl.intents = nil, nil, nil
 }
 
 // Progress is what InProgress tells of a download.
 type Progress struct {
 	Held     int64     // bytes written so far
 	Modified time.Time // when the last of them was written (or the part made)
+	Intent   Intent    // how the host gets it, as claimed; IntentUndecided if unclaimed
 }
 
 // InProgress reports whether blob d is being downloaded into the cache
-// right now, and how far it got.
+// right now, or is claimed by a FetchAll that will download it, and how
+// far it got (a claimed blob not started yet holds nothing).
 func (c *Cache) InProgress(d packages.Digest) (Progress, bool) {
-	f, err := os.Open(c.partPath(d))
+	in, claimed := c.claimed(d)
+	if !claimed {
+		in = IntentUndecided
+	}
+	if p, ok := c.downloading(d); ok {
+		p.Intent = in
+		return p, true
+	}
+	if claimed {
+		return Progress{Intent: in}, true
+	}
+	return Progress{}, false
+}
+
+// downloading reports whether blob d's part file is being written.
+func (c *Cache) downloading(d packages.Digest) (Progress, bool) {
+	f, err := openRegular(c.partPath(d))
 	if err != nil {
 		return Progress{}, false
 	}
@@ -54,7 +243,7 @@ func (c *Cache) InProgress(d packages.Digest) (Progress, bool) {
 		return Progress{}, false
 	}
 	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
+	if err != nil {
 		return Progress{}, false
 	}
 	return Progress{Held: st.Size(), Modified: st.ModTime()}, true
@@ -80,23 +269,48 @@ type Follower struct {
 // blob was complete: the writer went away, or started the blob again.
 var ErrAbandoned = errors.New("the download being followed was abandoned")
 
-// Follow opens blob d's download for reading as it grows. A blob that is
-// not being downloaded (absent, complete already, or a part left by an
-// earlier run) is an error matching ErrNotFound.
+// Follow opens blob d's download for reading as it grows. A blob claimed
+// but not started yet is waited for, up to startWait. A blob that is not
+// being downloaded (absent, complete already, or a part left by an earlier
+// run) is an error matching ErrNotFound: one complete by now is read from
+// the cache as usual.
 func (c *Cache) Follow(ctx context.Context, d packages.Digest) (*Follower, error) {
-	f, err := os.Open(c.partPath(d))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("blob %s is not being downloaded: %w", d.Short(), ErrNotFound)
+	notFound := fmt.Errorf("blob %s is not being downloaded: %w", d.Short(), ErrNotFound)
+	deadline := time.Now().Add(startWait)
+	for {
+		f, err := openRegular(c.partPath(d))
+		if err == nil {
+			w, err := beingWritten(f)
+			if err == nil && w {
+				return &Follower{ctx: ctx, c: c, d: d, f: f, last: time.Now()}, nil
+			}
+			f.Close()
+			if err != nil {
+				return nil, errors.Join(notFound, err)
+			}
+			// Not locked: left by an earlier run, or made an instant ago
+			// and not locked yet (a claimed blob is waited for).
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if _, err := os.Lstat(c.Path(d)); err == nil {
+			return nil, notFound // put in place meanwhile
+		}
+		if _, ok := c.claimed(d); !ok || time.Now().After(deadline) {
+			return nil, notFound
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	if w, err := beingWritten(f); err != nil || !w {
-		f.Close()
-		return nil, errors.Join(fmt.Errorf("blob %s is not being downloaded: %w", d.Short(), ErrNotFound), err)
-	}
-	return &Follower{ctx: ctx, c: c, d: d, f: f, last: time.Now()}, nil
 }
+
+// startWait bounds how long Follow waits for a claimed blob's download to
+// start: the claimant downloads a few blobs at a time, in the order hosts
+// applying the same plan ask for them.
+const startWait = 30 * time.Second
 
 // Read reads what the download has written past what was read, waiting for
 // more at its end.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/packets-dev/packets/packages"
 )
 
 // writeSlowly writes data into w's part in chunks, a pause between them,
@@ -155,5 +157,64 @@ func TestFollowStopsWithItsContext(t *testing.T) {
 	time.AfterFunc(20*time.Millisecond, cancel)
 	if _, err := fl.Read(make([]byte, 10)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Read after cancel: %v", err)
+	}
+}
+
+// TestFollowWaitsForAClaimedBlob: a blob claimed but not started yet is
+// waited for, then followed; once the claim is let go without it, Follow
+// stops waiting at once.
+func TestFollowWaitsForAClaimedBlob(t *testing.T) {
+	c := &Cache{Dir: t.TempDir()}
+	data, w := testBlob("claimed", 50_000, 5)
+	_, other := testBlob("never", 1000, 6)
+	cl, err := c.claim([]packages.Digest{w.Digest, other.Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := c.InProgress(w.Digest); !ok || p.Held != 0 || p.Intent != IntentUndecided {
+		t.Fatalf("InProgress of a claimed blob: %+v, %v", p, ok)
+	}
+	if err := cl.decide(map[packages.Digest]bool{w.Digest: true}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := c.InProgress(w.Digest); p.Intent != IntentMirror {
+		t.Errorf("intent after decide: %c, want m", p.Intent)
+	}
+	if p, _ := c.InProgress(other.Digest); p.Intent != IntentPeer {
+		t.Errorf("intent of the other after decide: %c, want p", p.Intent)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		fl, err := c.Follow(t.Context(), w.Digest)
+		if err != nil {
+			t.Error(err)
+			got <- nil
+			return
+		}
+		defer fl.Close()
+		b, err := io.ReadAll(fl)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	time.Sleep(30 * time.Millisecond) // the follower waits for the download to start
+	done := writeSlowly(t, c, w, data, 5, false)
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Errorf("followed %d bytes, want the %d written", len(b), len(data))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cl.release()
+	start := time.Now()
+	if _, err := c.Follow(t.Context(), other.Digest); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Follow of a blob no longer claimed: %v, want ErrNotFound", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Follow waited %s for a blob no longer claimed", d)
+	}
+	if _, ok := c.InProgress(other.Digest); ok {
+		t.Error("InProgress after the claim was let go")
 	}
 }

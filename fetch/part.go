@@ -76,16 +76,24 @@ func (p *part) Write(b []byte) (int, error) {
 }
 
 // reset empties the part: the bytes held are wrong or unusable.
+//
+// It starts a new file rather than truncating this one, so that a daemon
+// following the download (Cache.Follow) sees the old one let go without
+// being put in place, and stops, instead of reading on into the new bytes.
 func (p *part) reset() error {
 	p.h.Reset()
 	p.n = 0
 	p.owner = ""
-	if err := p.f.Truncate(0); err != nil {
+	if err := os.Remove(p.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return &localError{err}
 	}
-	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
+	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
 		return &localError{err}
 	}
+	_ = lockPart(f)
+	p.f.Close()
+	p.f = f
 	return nil
 }
 

@@ -62,6 +62,18 @@ type Source interface {
 	String() string // "mirror https://…", "peer 10.0.0.7:9123": for messages and Result.Source
 }
 
+// A Preparer is a Source that gets ready for a batch of blobs before it is
+// asked for each: a LAN source asks its neighbours about all of them in one
+// window instead of one window per blob. FetchAll calls Prepare once, with
+// the blobs it is about to download, after it has claimed them in the
+// cache (Cache.InProgress). Prepare returns the blobs it found nobody to
+// deliver: those this host fetches itself, from a later source, and says
+// so in its claims (IntentMirror), so that its neighbours may take them
+// from it.
+type Preparer interface {
+	Prepare(ctx context.Context, wants []Want) (unfound []packages.Digest)
+}
+
 // Result says where a blob came from.
 type Result struct {
 	Want

@@ -8,13 +8,19 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/packets-dev/packets/fetch"
 	"github.com/packets-dev/packets/packages"
 )
 
-// MaxPeers bounds the answers one query takes into account: a LAN flooded
-// with answers (or a liar answering from many addresses) costs at most this
-// many attempts per blob.
-const MaxPeers = 8
+// MaxPeers bounds the holders ("H") one query takes into account: a LAN
+// flooded with answers (or a liar answering from many addresses) costs at
+// most this many attempts per blob. maxPending bounds the downloaders
+// ("P") apart, so that many hosts applying at once do not crowd out a
+// holder, nor hide the lowest of them.
+const (
+	MaxPeers   = 8
+	maxPending = 64
+)
 
 // Discover sends a query for d from conn to every target and collects the
 // peers that answer within window: their HTTP endpoints (the answer's
@@ -38,11 +44,14 @@ func Discover(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, 
 }
 
 // reply is one peer's answer: it holds the blob, or (pending) is
-// downloading it and holds held bytes that came in just now.
+// downloading it, or about to, as intent says, and holds held bytes that
+// came in just now.
 type reply struct {
 	ep      netip.AddrPort
 	pending bool
 	held    int64
+	intent  fetch.Intent
+	key     netip.Addr
 }
 
 // startDiscovery sends the queries and returns a channel that delivers the
@@ -70,27 +79,119 @@ func startDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDP
 	if len(ports) == 0 {
 		return nil, errors.Join(errs...)
 	}
-	out := make(chan reply, MaxPeers)
+	out := make(chan reply, MaxPeers+maxPending)
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	go func() {
 		defer close(out)
 		defer stop()
 		buf := make([]byte, maxPendingLen+1) // one byte more: a longer datagram is malformed
 		seen := map[netip.AddrPort]bool{}
-		for len(seen) < MaxPeers {
+		holders, pending := 0, 0
+		for holders < MaxPeers {
 			n, addr, err := conn.ReadFrom(buf)
 			if err != nil {
 				return // the window closed, ctx is done, or conn was closed
 			}
 			r, ok := answerFrom(buf[:n], addr, d, ports)
-			if !ok || seen[r.ep] {
+			if !ok || seen[r.ep] || r.pending && pending >= maxPending {
 				continue
 			}
 			seen[r.ep] = true
-			out <- r
+			if r.pending {
+				pending++
+			} else {
+				holders++
+			}
+			out <- r // never blocks: the channel holds every answer taken
 		}
 	}()
 	return out, nil
+}
+
+// batchReply is a reply to one of a batch of queries.
+type batchReply struct {
+	reply
+	digest packages.Digest
+}
+
+// startBatchDiscovery is startDiscovery for several digests at once: a
+// query for each goes to every target, and the channel delivers the
+// answers to any of them, each peer once per digest and at most MaxPeers
+// per digest, until the window ends. The reader runs while the queries go
+// out.
+func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window time.Duration) (<-chan batchReply, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(window)); err != nil {
+		return nil, err
+	}
+	type taken struct{ holders, pending int }
+	wanted := make(map[packages.Digest]*taken, len(digests))
+	for _, d := range digests {
+		wanted[d] = &taken{}
+	}
+	ports := map[uint16]bool{}
+	for _, t := range targets {
+		ports[uint16(t.Port)] = true
+	}
+	out := make(chan batchReply, 64)
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	go func() {
+		defer close(out)
+		defer stop()
+		buf := make([]byte, maxPendingLen+1)
+		seen := map[batchReply]bool{}
+		for {
+			n, addr, err := conn.ReadFrom(buf)
+			if err != nil {
+				return // the window closed, ctx is done, or conn was closed
+			}
+			r, d, ok := answerFromAny(buf[:n], addr, ports)
+			got := wanted[d]
+			key := batchReply{reply: reply{ep: r.ep}, digest: d}
+			if !ok || got == nil || seen[key] || r.pending && got.pending >= maxPending || !r.pending && got.holders >= MaxPeers {
+				continue
+			}
+			seen[key] = true
+			if r.pending {
+				got.pending++
+			} else {
+				got.holders++
+			}
+			out <- batchReply{reply: r, digest: d}
+		}
+	}()
+	var errs []error
+	sent := 0
+	for _, d := range digests {
+		q := Query(d)
+		for _, t := range targets {
+			if _, err := conn.WriteTo(q, t); err != nil {
+				errs = append(errs, fmt.Errorf("query %s: %w", t, err))
+				continue
+			}
+			sent++
+		}
+	}
+	if sent == 0 {
+		conn.SetReadDeadline(time.Now())
+		for range out {
+		}
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// answerFromAny is answerFrom for an answer about any digest: it returns
+// the digest too.
+func answerFromAny(b []byte, from net.Addr, ports map[uint16]bool) (reply, packages.Digest, bool) {
+	r, ok := ParseReply(b)
+	if !ok {
+		return reply{}, packages.Digest{}, false
+	}
+	got, ok := answerFrom(b, from, r.Digest, ports)
+	return got, r.Digest, ok
 }
 
 // answerFrom checks an answer to a query for d and returns it with the HTTP
@@ -111,5 +212,5 @@ func answerFrom(b []byte, from net.Addr, d packages.Digest, ports map[uint16]boo
 	if !ok || r.Digest != d {
 		return reply{}, false
 	}
-	return reply{ep: netip.AddrPortFrom(ip, uint16(r.Port)), pending: r.Pending, held: r.Held}, true
+	return reply{ep: netip.AddrPortFrom(ip, uint16(r.Port)), pending: r.Pending, held: r.Held, intent: r.Intent, key: r.Key}, true
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/packets-dev/packets/fetch"
 	"github.com/packets-dev/packets/packages"
 )
 
@@ -50,11 +51,14 @@ func FuzzParseAnswer(f *testing.F) {
 // exactly the H or P answer a server would send, no longer than a query.
 func FuzzParseReply(f *testing.F) {
 	f.Add(Answer(digestA, 9123))
-	f.Add(Pending(digestA, 9123, 0))
-	f.Add(Pending(digestA, 65535, 1<<62))
-	f.Add([]byte("P:" + hexA + ":9123:007"))
-	f.Add([]byte("P:" + hexA + ":9123:"))
-	f.Add([]byte("P:" + hexA + ":9123:99999999999999999999"))
+	f.Add(Pending(digestA, 9123, 0, fetch.IntentUndecided, netip.MustParseAddr("10.0.0.1")))
+	f.Add(Pending(digestA, 65535, 1<<62, fetch.IntentMirror, netip.Addr{}))
+	f.Add(Pending(digestA, 9123, 5, fetch.IntentPeer, netip.MustParseAddr("255.255.255.255")))
+	f.Add([]byte("P:" + hexA + ":9123:007:-:10.0.0.1"))
+	f.Add([]byte("P:" + hexA + ":9123:0:x:10.0.0.1"))
+	f.Add([]byte("P:" + hexA + ":9123:0:-:010.0.0.1"))
+	f.Add([]byte("P:" + hexA + ":9123:0:-:::1"))
+	f.Add([]byte("P:" + hexA + ":9123:99999999999999999999:-:10.0.0.1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, ok := ParseReply(b)
 		if !ok {
@@ -62,7 +66,7 @@ func FuzzParseReply(f *testing.F) {
 		}
 		again := Answer(r.Digest, r.Port)
 		if r.Pending {
-			again = Pending(r.Digest, r.Port, r.Held)
+			again = Pending(r.Digest, r.Port, r.Held, r.Intent, r.Key)
 		}
 		if r.Port < 1 || r.Port > 65535 || r.Held < 0 || !bytes.Equal(again, b) || len(b) > QueryLen {
 			t.Fatalf("accepted %q as %+v", b, r)

@@ -49,9 +49,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	log := s.logger()
 	f, size, ok := s.open(r)
 	if !ok {
-		if d, isBlob := blobPath(r); isBlob && r.Method == http.MethodGet && s.serveFollowed(w, r, d) {
-			return
+		if d, isBlob := blobPath(r); isBlob && r.Method == http.MethodGet {
+			if s.serveFollowed(w, r, d) {
+				return
+			}
+			f, size, ok = s.open(r) // the download may have ended in between
 		}
+	}
+	if !ok {
 		log.Debug("not found", "path", r.URL.EscapedPath(), "peer", r.RemoteAddr)
 		http.NotFound(w, r)
 		return

@@ -132,7 +132,7 @@ func (r *Repo) Get(ctx context.Context, path string, maxSize int64) (io.ReadClos
 		got  []byte
 		errs []error
 	)
-	answered, err := r.Source.eachPeer(ctx, RepoKey(r.Name), false, func(ep netip.AddrPort) bool {
+	answered, err := r.Source.eachPeer(ctx, RepoKey(r.Name), false, func(ep netip.AddrPort, _ bool) bool {
 		m := r.Source.mirror(ep, "repos/"+repoDirName(r.Name)+"/")
 		b, err := m.Get(ctx, path, maxSize)
 		if err != nil {

@@ -87,7 +87,7 @@ func (s *Server) handle(conn net.PacketConn, b []byte, ifindex int, src netip.Ad
 			held = 0
 		}
 		c.pending.Add(1)
-		ans = Pending(d, httpPort, held)
+		ans = Pending(d, httpPort, held, prog.Intent, s.key())
 	}
 	if len(ans) > len(b) {
 		return // never larger than the query: no amplification (cannot happen)
@@ -106,6 +106,19 @@ func (s *Server) handle(conn net.PacketConn, b []byte, ifindex int, src netip.Ad
 // flowing is how recently a download must have written to count as
 // bringing bytes in.
 const flowing = time.Second
+
+// key returns this host's key for P answers: Key, or hostKey of the
+// interfaces (the invalid Addr when it has none, or they cannot be read).
+func (s *Server) key() netip.Addr {
+	if s.Key.IsValid() {
+		return s.Key
+	}
+	ifs, err := s.ifaces.get(0)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return hostKey(ifs)
+}
 
 // holds reports whether the server has blob d, or serves the repository d
 // is the key of.

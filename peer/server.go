@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ type Server struct {
 	// one kept for this purpose (the files of the last verified sync), but
 	// nothing else in it is ever served.
 	Repos map[string]string
+	// Key is this host's key in P answers (hostKey); the zero Addr means
+	// hostKey of Interfaces. Tests on loopback set it.
+	Key netip.Addr
 	// Interfaces lists the host's interfaces; nil means SystemInterfaces.
 	// The list is re-read at most every few seconds. Tests inject it.
 	Interfaces func() ([]Interface, error)
@@ -47,11 +51,13 @@ type Server struct {
 	repoDirs map[string]string          // repository name in URLs → directory
 }
 
-// Defaults of the per-source query limit: an apply of a few hundred
-// packages asks for each once per interface, well within the burst.
+// Defaults of the per-source query limit: an apply asks about each of its
+// blobs at once, twice when nobody holds them (Source.Prepare), so the
+// burst takes an apply of 2,000 packages, and a second apply a few seconds
+// later. An answer is never larger than its query and costs a stat or two.
 const (
-	DefaultQueryRate  = 100
-	DefaultQueryBurst = 400
+	DefaultQueryRate  = 1000
+	DefaultQueryBurst = 4096
 )
 
 // Stats counts what a Server did, for logs, status and tests.

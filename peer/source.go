@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -45,11 +46,10 @@ type Source struct {
 	// broadcast-capable, non-loopback interface that Config allows. Tests
 	// inject unicast 127.0.0.1 targets.
 	Targets func() ([]*net.UDPAddr, error)
-	// Self returns this host's address on the subnet of a peer at the
-	// given address, which orders the hosts downloading a blob at the same
-	// moment (followOrder). nil: from SystemInterfaces. Tests on loopback
-	// inject it.
-	Self func(peer netip.Addr) (netip.Addr, bool)
+	// Key returns this host's key, which orders the hosts downloading a
+	// blob at the same moment (followOrder). nil: hostKey of
+	// SystemInterfaces. Tests on loopback inject it, as Server.Key.
+	Key func() (netip.Addr, bool)
 	// Client fetches from peers. nil: a client without proxies (a peer is
 	// on the LAN, never behind https_proxy) and with short dial and header
 	// timeouts.
@@ -64,6 +64,16 @@ type Source struct {
 	// origin is the peer that completed each blob. A blob asked for again
 	// (its delivery was refused) is forgotten until it completes again.
 	origin map[packages.Digest]netip.AddrPort
+	// prepared is what Prepare learnt of each blob, used (and dropped) by
+	// the blob's first Fetch.
+	prepared map[packages.Digest]*discovery
+}
+
+// discovery is what the LAN said about one blob: who holds it, in answer
+// order, and who is downloading it.
+type discovery struct {
+	holders []netip.AddrPort
+	pending []reply
 }
 
 // String names the source for messages and fetch.Result.Source: "peer
@@ -120,12 +130,15 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 		from    []netip.AddrPort
 		errs    []error
 	)
-	answered, err := s.eachPeer(ctx, w.Digest, true, func(ep netip.AddrPort) bool {
+	answered, err := s.eachPeer(ctx, w.Digest, true, func(ep netip.AddrPort, followed bool) bool {
 		if s.isBanned(ep) {
 			errs = append(errs, fmt.Errorf("peer %s: failed earlier", ep))
 			return false
 		}
-		n, err := s.fromPeer(ctx, ep, w, out, offset+written)
+		if followed && offset+written > 0 {
+			return false // a download in progress is served from its first byte only
+		}
+		n, err := s.fromPeer(ctx, ep, w, out, offset+written, followed)
 		written += n
 		if n > 0 {
 			from = append(from, ep)
@@ -134,8 +147,13 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 		case out.err != nil || ctx.Err() != nil:
 			return true // our disk or our caller: not the peer's fault
 		case err != nil:
-			s.ban(ep)
-			s.Config.logger().Debug("LAN peer failed", "peer", ep.String(), "pkg", w.String(), "err", err)
+			// A download followed can fail for its own source's sake (a
+			// slow or failing mirror): the peer is not banned for it, and
+			// still serves what it holds. Wrong bytes are banned by finish.
+			if !followed {
+				s.ban(ep)
+			}
+			s.Config.logger().Debug("LAN peer failed", "peer", ep.String(), "pkg", w.String(), "followed", followed, "err", err)
 			errs = append(errs, fmt.Errorf("peer %s: %w", ep, err))
 		}
 		return offset+written == w.Size
@@ -211,18 +229,24 @@ func (e *MismatchError) Unwrap() []error { return []error{fetch.ErrRestart, e.Er
 
 // fromPeer downloads w from offset from one peer, abandoning it when it
 // stalls or trickles. It returns the bytes written.
-func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, out *watchWriter, offset int64) (int64, error) {
+//
+// A followed peer (one still downloading the blob) goes only as fast as its
+// own source: it is held to the stall bound alone, not to MinRate.
+func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, out *watchWriter, offset int64, followed bool) (int64, error) {
 	stall := s.stall()
 	minRate := s.MinRate
 	if minRate <= 0 {
 		minRate = DefaultPeerMinRate
 	}
-	remaining := w.Size - offset
-	limit := stall + time.Duration(float64(remaining)/float64(minRate)*float64(time.Second))
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	pctx, cancelLimit := context.WithTimeoutCause(pctx, limit, &fetch.TimeoutError{After: limit})
-	defer cancelLimit()
+	if !followed {
+		remaining := w.Size - offset
+		limit := stall + time.Duration(float64(remaining)/float64(minRate)*float64(time.Second))
+		var cancelLimit context.CancelFunc
+		pctx, cancelLimit = context.WithTimeoutCause(pctx, limit, &fetch.TimeoutError{After: limit})
+		defer cancelLimit()
+	}
 	watchdog := time.AfterFunc(stall, func() { cancel(&fetch.StallError{After: stall}) })
 	defer watchdog.Stop()
 	out.tick = func() { watchdog.Reset(stall) }
@@ -248,12 +272,23 @@ func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, 
 // blob from the mirror once. The first query's window gives hosts started
 // together the time to announce their downloads; the second looks at who
 // has, after a short settle.
-func (s *Source) eachPeer(ctx context.Context, d packages.Digest, follow bool, try func(ep netip.AddrPort) bool) (int, error) {
+func (s *Source) eachPeer(ctx context.Context, d packages.Digest, follow bool, try func(ep netip.AddrPort, followed bool) bool) (int, error) {
+	tried := 0
+	if follow {
+		if got := s.takePrepared(d); got != nil {
+			n, done := s.tryDiscovered(got, try)
+			if done || n == 0 {
+				return n, nil
+			}
+			// Every peer it heard of failed: ask afresh, for the holders
+			// it did not wait to hear (the failed ones are banned).
+			tried = n
+		}
+	}
 	targets, err := s.targets()
 	if err != nil {
 		return 0, err
 	}
-	tried := 0
 	// round queries once, tries the holders as they answer, and returns
 	// the downloaders; done is true when try did.
 	round := func(window time.Duration) (pending []reply, done bool, err error) {
@@ -272,7 +307,7 @@ func (s *Source) eachPeer(ctx context.Context, d packages.Digest, follow bool, t
 				continue
 			}
 			tried++
-			if try(r.ep) {
+			if try(r.ep, false) {
 				return nil, true, nil
 			}
 		}
@@ -286,13 +321,139 @@ func (s *Source) eachPeer(ctx context.Context, d packages.Digest, follow bool, t
 	if err != nil || done {
 		return tried, err
 	}
-	for _, ep := range followOrder(s.self, pending) {
+	for _, ep := range followOrder(s.key, pending) {
 		tried++
-		if try(ep) {
+		if try(ep, true) {
 			break
 		}
 	}
 	return tried, nil
+}
+
+// tryDiscovered calls try with the holders of a blob, then with the
+// downloaders to follow, until it returns true; it returns how many it
+// called it with, and whether one did.
+func (s *Source) tryDiscovered(got *discovery, try func(ep netip.AddrPort, followed bool) bool) (tried int, done bool) {
+	for _, ep := range got.holders {
+		tried++
+		if try(ep, false) {
+			return tried, true
+		}
+	}
+	for _, ep := range followOrder(s.key, got.pending) {
+		tried++
+		if try(ep, true) {
+			return tried, true
+		}
+	}
+	return tried, false
+}
+
+// takePrepared returns, once, what Prepare learnt of blob d.
+func (s *Source) takePrepared(d packages.Digest) *discovery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := s.prepared[d]
+	delete(s.prepared, d)
+	return got
+}
+
+// Prepare implements fetch.Preparer: it asks the LAN about every blob of
+// wants at once, as eachPeer does about one, so that a batch pays one
+// window instead of one per blob (a Fetcher downloads a few at a time:
+// 200 blobs that nobody had took 50 windows). Queries for all of them go
+// out together; answers are read for the window; then the blobs nobody
+// holds are asked about again, after the settle, for downloaders to follow.
+// Each blob's first Fetch uses what was learnt and does not wait again. A
+// failure to ask leaves Fetch to ask on its own.
+//
+// It returns the blobs for which it found neither a holder nor a download
+// to follow: this host fetches those itself, and its claims say so.
+func (s *Source) Prepare(ctx context.Context, wants []fetch.Want) (unfound []packages.Digest) {
+	log := s.Config.logger()
+	digests := make([]packages.Digest, len(wants))
+	for i, w := range wants {
+		digests[i] = w.Digest
+	}
+	found, err := s.discoverAll(ctx, digests, s.Config.window(), true)
+	if err != nil {
+		log.Debug("LAN queries not sent", "err", err)
+		return digests
+	}
+	var unheld []packages.Digest
+	for _, d := range digests {
+		if found[d].holders == nil {
+			unheld = append(unheld, d)
+		}
+	}
+	if len(unheld) > 0 {
+		again, err := s.discoverAll(ctx, unheld, settle(s.Config.window()), false)
+		if err != nil {
+			log.Debug("LAN queries not sent", "err", err)
+			return digests
+		}
+		for _, d := range unheld {
+			found[d].holders = again[d].holders // one may have finished meanwhile
+			found[d].pending = again[d].pending
+		}
+	}
+	for _, d := range digests {
+		if got := found[d]; got.holders == nil && len(followOrder(s.key, got.pending)) == 0 {
+			unfound = append(unfound, d)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prepared == nil {
+		s.prepared = map[packages.Digest]*discovery{}
+	}
+	maps.Copy(s.prepared, found)
+	return unfound
+}
+
+// discoverAll sends a query for each of digests to every target from one
+// socket and gathers, for the window, each one's answers (at most MaxPeers
+// each). With untilHeld it stops as soon as every digest has a holder: on
+// a LAN that has them all, a batch waits no longer than its answers take
+// (a blob whose holders all fail is asked about again on its own, and
+// hears the others then). Every digest has an entry in the result.
+func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, window time.Duration, untilHeld bool) (map[packages.Digest]*discovery, error) {
+	out := make(map[packages.Digest]*discovery, len(digests))
+	for _, d := range digests {
+		out[d] = &discovery{}
+	}
+	targets, err := s.targets()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if uc, ok := conn.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(4 << 20) // answers to a batch arrive together
+	}
+	replies, err := startBatchDiscovery(ctx, conn, targets, digests, window)
+	if err != nil {
+		return nil, err
+	}
+	unheld := len(digests)
+	for r := range replies {
+		got := out[r.digest]
+		if r.pending {
+			got.pending = append(got.pending, r.reply)
+			continue
+		}
+		if got.holders == nil {
+			unheld--
+		}
+		got.holders = append(got.holders, r.ep)
+		if untilHeld && unheld == 0 {
+			conn.SetReadDeadline(time.Now()) // the reader ends; what it took is read on
+		}
+	}
+	return out, nil
 }
 
 // settle is the second query's window: answers on a LAN take well under a
@@ -301,56 +462,77 @@ func settle(window time.Duration) time.Duration {
 	return min(max(window/8, 10*time.Millisecond), 50*time.Millisecond)
 }
 
-// followOrder picks, among peers downloading a blob, those this host
-// should take it from, best first, so that hosts that want a blob at the
-// same moment get it from the mirror once: first the peers whose bytes are
-// coming in (held > 0), most held first; then those whose address is
-// lower than this host's on their subnet, lowest first. A host lower than
-// every downloader with nothing coming in gets nothing: it goes to the
-// mirror, and the others follow it. No two hosts can wait on each other:
-// one with nothing coming in follows only a lower address, and bytes that
-// are coming in come from elsewhere. self returns this host's address on
-// a peer's subnet; when it has none there, only peers with bytes coming in
-// are followed.
-func followOrder(self func(peer netip.Addr) (netip.Addr, bool), pending []reply) []netip.AddrPort {
-	var flowing, lower []reply
+// followOrder picks, among peers downloading a blob (or about to), those
+// this host should take it from, best first, so that hosts that want a
+// blob at the same moment get it from the mirror once:
+//
+//  1. those whose bytes are coming in (held > 0), most held first;
+//  2. those that fetch it from a mirror themselves (IntentMirror);
+//  3. those still deciding whose host key is lower than this host's,
+//     lowest first.
+//
+// A host lower than every undecided downloader, with nobody to take from,
+// goes to the mirror, and the others follow it. Nobody can wait on a host
+// that waits on them: bytes coming in come from elsewhere, a host that
+// fetches from a mirror waits on nobody, and an undecided host follows
+// only lower keys, or hosts of the first two kinds. A host key is one
+// address per host (hostKey), so that hosts on several subnets order
+// themselves alike; with no key of its own (key's ok false) a host follows
+// only the first two kinds.
+func followOrder(key func() (netip.Addr, bool), pending []reply) []netip.AddrPort {
+	var flowing, mirror, lower []reply
+	me, haveKey := key()
 	for _, r := range pending {
-		if r.held > 0 {
+		switch {
+		case r.held > 0:
 			flowing = append(flowing, r)
-		} else if me, ok := self(r.ep.Addr()); ok && r.ep.Addr().Less(me) {
+		case r.intent == fetch.IntentMirror:
+			mirror = append(mirror, r)
+		case r.intent == fetch.IntentUndecided && haveKey && r.key.IsValid() && r.key.Less(me):
 			lower = append(lower, r)
 		}
 	}
 	slices.SortStableFunc(flowing, func(a, b reply) int { return cmp.Compare(b.held, a.held) })
-	slices.SortStableFunc(lower, func(a, b reply) int { return a.ep.Addr().Compare(b.ep.Addr()) })
-	out := make([]netip.AddrPort, 0, len(flowing)+len(lower))
-	for _, r := range append(flowing, lower...) {
+	byKey := func(a, b reply) int { return a.key.Compare(b.key) }
+	slices.SortStableFunc(mirror, byKey)
+	slices.SortStableFunc(lower, byKey)
+	out := make([]netip.AddrPort, 0, len(pending))
+	for _, r := range slices.Concat(flowing, mirror, lower) {
 		out = append(out, r.ep)
 	}
 	return out
 }
 
-// self returns this host's address on the subnet of peer: Self, or the
-// first address of an up, non-loopback interface whose subnet holds peer.
-func (s *Source) self(peer netip.Addr) (netip.Addr, bool) {
-	if s.Self != nil {
-		return s.Self(peer)
+// key returns this host's key: Key, or hostKey of its interfaces.
+func (s *Source) key() (netip.Addr, bool) {
+	if s.Key != nil {
+		return s.Key()
 	}
 	ifs, err := SystemInterfaces()
 	if err != nil {
 		return netip.Addr{}, false
 	}
+	k := hostKey(ifs)
+	return k, k.IsValid()
+}
+
+// hostKey is the key that orders hosts fetching the same blob at once: the
+// lowest IPv4 address of the host's up, non-loopback interfaces (the
+// invalid Addr when it has none). The daemon puts it in its P answers,
+// and the client computes its own the same way.
+func hostKey(ifs []Interface) netip.Addr {
+	var k netip.Addr
 	for _, ifi := range ifs {
 		if ifi.Flags&net.FlagLoopback != 0 || ifi.Flags&net.FlagUp == 0 {
 			continue
 		}
 		for _, p := range ifi.Nets {
-			if p.Masked().Contains(peer) && p.Addr() != peer {
-				return p.Addr(), true
+			if a := p.Addr(); a.Is4() && (!k.IsValid() || a.Less(k)) {
+				k = a
 			}
 		}
 	}
-	return netip.Addr{}, false
+	return k
 }
 
 func (s *Source) targets() ([]*net.UDPAddr, error) {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"math"
+	"net/netip"
 	"strconv"
 
+	"github.com/packets-dev/packets/fetch"
 	"github.com/packets-dev/packets/packages"
 )
 
@@ -13,11 +15,14 @@ import (
 // digits, padded with spaces to exactly QueryLen bytes; an answer is
 // "H:<64 hex>:<http-port>", unpadded, so always shorter than a query.
 //
-// packets adds a second answer to §10's: "P:<64 hex>:<http-port>:<held>",
-// "I am downloading that blob now, and hold <held> bytes of it that came
-// in just now (0 if none did); GET it from my HTTP port and you get it as
-// it grows". Hosts that apply at the same moment use it to fetch a blob
-// from the mirror once (Source). A client that knows only H ignores it.
+// packets adds a second answer to §10's:
+// "P:<64 hex>:<http-port>:<held>:<intent>:<key>", "I am downloading that
+// blob, or about to; I hold <held> bytes of it that came in just now (0 if
+// none did), and I get it <intent>: '-' undecided yet, 'm' from a mirror
+// myself, 'p' from a peer; my host key is <key> (an IPv4 address, 0.0.0.0
+// for none); GET it from my HTTP port and you get it as it grows". Hosts
+// that apply at the same moment use it to fetch a blob from the mirror once
+// (Source, followOrder). A client that knows only H ignores it.
 const (
 	QueryLen      = 128
 	hexLen        = 2 * sha256.Size
@@ -26,8 +31,9 @@ const (
 	pendingPrefix = "P:"
 	// maxAnswerLen is the longest valid answer: "H:" + 64 hex + ":" + 5 digits.
 	maxAnswerLen = len(answerPrefix) + hexLen + 1 + 5
-	// maxPendingLen is the longest pending answer: ":" and 19 digits more.
-	maxPendingLen = maxAnswerLen + 1 + 19
+	// maxPendingLen is the longest pending answer: ":" and 19 digits, ":"
+	// and the intent, ":" and a dotted IPv4 address more.
+	maxPendingLen = maxAnswerLen + 1 + 19 + 2 + 1 + 15
 )
 
 // Query returns the discovery datagram asking for blob d.
@@ -51,30 +57,39 @@ func Answer(d packages.Digest, httpPort int) []byte {
 	return strconv.AppendInt(b, int64(httpPort), 10)
 }
 
-// Pending returns the datagram saying "I am downloading blob d and hold
-// held bytes of it that are coming in; GET it from my HTTP port as it
-// grows".
-func Pending(d packages.Digest, httpPort int, held int64) []byte {
+// Pending returns the datagram saying "I am downloading blob d, or about
+// to, getting it as intent says, and hold held bytes of it that are coming
+// in; GET it from my HTTP port as it grows".
+func Pending(d packages.Digest, httpPort int, held int64, intent fetch.Intent, key netip.Addr) []byte {
+	if !key.Is4() {
+		key = netip.IPv4Unspecified()
+	}
 	b := make([]byte, 0, maxPendingLen)
 	b = append(b, pendingPrefix...)
 	b = append(b, d.String()...)
 	b = append(b, ':')
 	b = strconv.AppendInt(b, int64(httpPort), 10)
 	b = append(b, ':')
-	return strconv.AppendInt(b, max(held, 0), 10)
+	b = strconv.AppendInt(b, max(held, 0), 10)
+	b = append(b, ':', byte(intent), ':')
+	return key.AppendTo(b)
 }
 
 // A Reply is a parsed answer, H or P.
 type Reply struct {
 	Digest  packages.Digest
 	Port    int
-	Pending bool  // a P answer: the blob is on its way to the peer
-	Held    int64 // for P: bytes held that came in just now
+	Pending bool         // a P answer: the blob is on its way to the peer
+	Held    int64        // for P: bytes held that came in just now
+	Intent  fetch.Intent // for P: how the peer gets it
+	Key     netip.Addr   // for P: the peer's host key; invalid for none (0.0.0.0 on the wire)
 }
 
 // ParseReply parses an H answer (as ParseAnswer) or a P answer: "P:", 64
-// lowercase hex digits, ":", a port as in H, ":", and the bytes held in
-// decimal without sign or leading zero (0 itself is "0"), and nothing else.
+// lowercase hex digits, ":", a port as in H, ":", the bytes held in
+// decimal without sign or leading zero (0 itself is "0"), ":", one of the
+// intents '-', 'm' and 'p', ":", and a dotted IPv4 address in its shortest
+// form, and nothing else.
 func ParseReply(b []byte) (Reply, bool) {
 	if d, port, ok := ParseAnswer(b); ok {
 		return Reply{Digest: d, Port: port}, true
@@ -95,11 +110,32 @@ func ParseReply(b []byte) (Reply, bool) {
 	if !ok {
 		return Reply{}, false
 	}
+	heldB, rest, ok := bytes.Cut(heldB, []byte{':'})
+	if !ok {
+		return Reply{}, false
+	}
+	intentB, keyB, ok := bytes.Cut(rest, []byte{':'})
+	if !ok || len(intentB) != 1 {
+		return Reply{}, false
+	}
+	key, err := netip.ParseAddr(string(keyB))
+	if err != nil || !key.Is4() || key.String() != string(keyB) {
+		return Reply{}, false
+	}
+	if key.IsUnspecified() {
+		key = netip.Addr{}
+	}
 	held, ok := parseCount(heldB)
 	if !ok {
 		return Reply{}, false
 	}
-	return Reply{Digest: d, Port: port, Pending: true, Held: held}, true
+	in := fetch.Intent(intentB[0])
+	switch in {
+	case fetch.IntentUndecided, fetch.IntentMirror, fetch.IntentPeer:
+	default:
+		return Reply{}, false
+	}
+	return Reply{Digest: d, Port: port, Pending: true, Held: held, Intent: in, Key: key}, true
 }
 
 // parseCount parses 1–19 decimal digits, without a leading zero unless
