@@ -162,21 +162,34 @@ func (c *Cache) claimed(d packages.Digest) (Intent, bool) {
 	cl := &c.claims
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	path := filepath.Join(c.Dir, claimsName)
+	// Twice: a decide renames a new file in between a look and its lock
+	// test, and the old file is let go an instant later.
+	for range 2 {
+		if in, ok, again := cl.lookup(filepath.Join(c.Dir, claimsName), d); !again {
+			return in, ok
+		}
+	}
+	return 0, false
+}
+
+// lookup is one look at the claims file at path for d; again says that the
+// file read is not locked although it is still there, when a second look
+// may find its replacement.
+func (cl *claims) lookup(path string, d packages.Digest) (in Intent, ok, again bool) {
 	st, err := os.Stat(path)
 	if err != nil {
 		cl.drop()
-		return 0, false
+		return 0, false, false
 	}
 	if cl.f == nil || !os.SameFile(st, cl.st) || st.Size() != cl.st.Size() {
 		cl.drop()
 		if cl.f, err = openRegular(path); err != nil {
-			return 0, false
+			return 0, false, false
 		}
 		b, err := io.ReadAll(io.LimitReader(cl.f, maxClaims))
 		if err != nil {
 			cl.drop()
-			return 0, false
+			return 0, false, false
 		}
 		cl.st, cl.intents = st, map[packages.Digest]Intent{}
 		for line := range strings.Lines(string(b)) {
@@ -191,10 +204,13 @@ func (c *Cache) claimed(d packages.Digest) (Intent, bool) {
 		}
 	}
 	if w, err := beingWritten(cl.f); err != nil || !w {
-		return 0, false
+		// Left by a run that ended (kept, so that its lock is all there
+		// is to test next time), or replaced just now: look again.
+		now, serr := os.Stat(path)
+		return 0, false, err == nil && serr == nil && !os.SameFile(now, cl.st)
 	}
-	in, ok := cl.intents[d]
-	return in, ok
+	in, ok = cl.intents[d]
+	return in, ok, false
 }
 
 // maxClaims bounds what a daemon reads of a claims file: 100,000 blobs.
@@ -270,13 +286,13 @@ type Follower struct {
 var ErrAbandoned = errors.New("the download being followed was abandoned")
 
 // Follow opens blob d's download for reading as it grows. A blob claimed
-// but not started yet is waited for, up to startWait. A blob that is not
+// but not started yet is waited for, up to StartWait. A blob that is not
 // being downloaded (absent, complete already, or a part left by an earlier
 // run) is an error matching ErrNotFound: one complete by now is read from
 // the cache as usual.
 func (c *Cache) Follow(ctx context.Context, d packages.Digest) (*Follower, error) {
 	notFound := fmt.Errorf("blob %s is not being downloaded: %w", d.Short(), ErrNotFound)
-	deadline := time.Now().Add(startWait)
+	deadline := time.Now().Add(StartWait)
 	for {
 		f, err := openRegular(c.partPath(d))
 		if err == nil {
@@ -307,10 +323,11 @@ func (c *Cache) Follow(ctx context.Context, d packages.Digest) (*Follower, error
 	}
 }
 
-// startWait bounds how long Follow waits for a claimed blob's download to
+// StartWait bounds how long Follow waits for a claimed blob's download to
 // start: the claimant downloads a few blobs at a time, in the order hosts
-// applying the same plan ask for them.
-const startWait = 30 * time.Second
+// applying the same plan ask for them. It is under DefaultStall, so that a
+// Fetcher's own stall watchdog lets a follower wait that long.
+const StartWait = 20 * time.Second
 
 // Read reads what the download has written past what was read, waiting for
 // more at its end.

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/packets-dev/packets/fetch"
 	"github.com/packets-dev/packets/packages"
@@ -51,7 +54,7 @@ type reply struct {
 	pending bool
 	held    int64
 	intent  fetch.Intent
-	key     netip.Addr
+	key     HostKey
 }
 
 // startDiscovery sends the queries and returns a channel that delivers the
@@ -93,10 +96,14 @@ func startDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDP
 				return // the window closed, ctx is done, or conn was closed
 			}
 			r, ok := answerFrom(buf[:n], addr, d, ports)
-			if !ok || seen[r.ep] || r.pending && pending >= maxPending {
+			key := r.ep
+			if r.pending {
+				key = netip.AddrPortFrom(r.ep.Addr(), 0) // a downloader once per host
+			}
+			if !ok || seen[key] || r.pending && pending >= maxPending {
 				continue
 			}
-			seen[r.ep] = true
+			seen[key] = true
 			if r.pending {
 				pending++
 			} else {
@@ -116,13 +123,16 @@ type batchReply struct {
 
 // startBatchDiscovery is startDiscovery for several digests at once: a
 // query for each goes to every target, and the channel delivers the
-// answers to any of them, each peer once per digest and at most MaxPeers
-// per digest, until the window ends. The reader runs while the queries go
-// out.
+// answers to any of them, each peer once per digest, at most MaxPeers
+// holders and maxPending downloaders per digest, until the window ends.
+// The queries go out from a goroutine, paced (batchPace), while the
+// answers are read: neither side's socket buffer has to hold a whole
+// batch.
 func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window time.Duration) (<-chan batchReply, error) {
 	if len(targets) == 0 {
 		return nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
 	}
+	growReadBuffer(conn)
 	if err := conn.SetReadDeadline(time.Now().Add(window)); err != nil {
 		return nil, err
 	}
@@ -135,7 +145,7 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 	for _, t := range targets {
 		ports[uint16(t.Port)] = true
 	}
-	out := make(chan batchReply, 64)
+	out := make(chan batchReply, 256)
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	go func() {
 		defer close(out)
@@ -149,7 +159,12 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 			}
 			r, d, ok := answerFromAny(buf[:n], addr, ports)
 			got := wanted[d]
+			// A downloader counts once per host (address), whatever port
+			// it answers from.
 			key := batchReply{reply: reply{ep: r.ep}, digest: d}
+			if r.pending {
+				key.ep = netip.AddrPortFrom(r.ep.Addr(), 0)
+			}
 			if !ok || got == nil || seen[key] || r.pending && got.pending >= maxPending || !r.pending && got.holders >= MaxPeers {
 				continue
 			}
@@ -162,25 +177,54 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 			out <- batchReply{reply: r, digest: d}
 		}
 	}()
-	var errs []error
-	sent := 0
-	for _, d := range digests {
-		q := Query(d)
-		for _, t := range targets {
-			if _, err := conn.WriteTo(q, t); err != nil {
-				errs = append(errs, fmt.Errorf("query %s: %w", t, err))
-				continue
+	go func() {
+		sent, failed := 0, 0
+		for i, d := range digests {
+			if i > 0 && i%batchPace == 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Millisecond):
+				}
 			}
-			sent++
+			q := Query(d)
+			for _, t := range targets {
+				if _, err := conn.WriteTo(q, t); err != nil {
+					failed++
+					continue
+				}
+				sent++
+			}
 		}
-	}
-	if sent == 0 {
-		conn.SetReadDeadline(time.Now())
-		for range out {
+		if sent == 0 && failed > 0 {
+			conn.SetReadDeadline(time.Now()) // nothing went out: nothing will come
 		}
-		return nil, errors.Join(errs...)
-	}
+	}()
 	return out, nil
+}
+
+// batchPace is how many queries a batch sends to each target before it
+// pauses a millisecond: a daemon answers them one at a time, and its
+// socket buffer holds a few hundred. 2,000 blobs take about 30 ms to ask.
+const batchPace = 64
+
+// growReadBuffer asks for a socket buffer that holds the answers to a
+// batch: 4 MiB, past the system's limit when the process may (as root),
+// else as much as the limit allows.
+func growReadBuffer(conn net.PacketConn) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	raw.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		}
+	})
 }
 
 // answerFromAny is answerFrom for an answer about any digest: it returns

@@ -38,8 +38,9 @@
 // "P:<sha256>:<port>:<held>:<intent>:<key>" (Pending): held is the bytes
 // it has if they came in within the last second, else 0; intent says
 // whether the host is still deciding, fetches the blob from a mirror
-// itself, or takes it from a peer; key is the host's key (hostKey: its
-// lowest IPv4 address, one per host however many subnets it is on). The
+// itself, or takes it from a peer; key is the host's key (HostKey: from its
+// machine id, else from the lowest address peering talks on; one per host
+// however many subnets it is on). The
 // daemon serves GET /blobs/<sha256> of such a blob as it arrives
 // (fetch.Cache.Follow, waiting for a claimed one to start; chunked, from
 // the first byte only: a range request gets 416, and a download that stops
@@ -53,11 +54,14 @@
 // from the mirror and says so in its claims; the others follow it. Nobody
 // waits on a host that waits on them: bytes coming in come from elsewhere,
 // a mirror-bound host waits on nobody, and an undecided host follows only
-// lower keys or those two kinds. A followed peer that fails (it can be
-// held up by its own source) is not banned, and is held to the stall
-// bound only, not to MinRate. What a client takes from a follower is
-// checked like anything from a peer. A client that knows only H ignores P
-// answers.
+// lower keys or those two kinds. The daemon sends the headers at once and
+// the body as the download goes; a follower gives the first byte
+// StartWait (the claimant may not have started) and the whole an eighth of
+// MinRate, follows at most three downloaders per blob, and one whose
+// download failed it (it can be held up by its own source) is not banned,
+// but not followed again in the run. What a client takes from a
+// downloader is checked like anything from a peer. A client that knows
+// only H ignores P answers.
 //
 // # What the server answers
 //

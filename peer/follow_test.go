@@ -22,39 +22,39 @@ import (
 
 func TestFollowOrder(t *testing.T) {
 	ep := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
-	key := func(s string) netip.Addr { return netip.MustParseAddr(s) }
-	mine := func() (netip.Addr, bool) { return key("10.0.0.5"), true }
-	none := func() (netip.Addr, bool) { return netip.Addr{}, false }
+	const mine = HostKey(5)
 	und, mir, peer := fetch.IntentUndecided, fetch.IntentMirror, fetch.IntentPeer
 	for _, tc := range []struct {
 		name    string
-		key     func() (netip.Addr, bool)
+		key     HostKey
 		pending []reply
 		want    []netip.AddrPort
 	}{
 		{"nobody", mine, nil, []netip.AddrPort{}},
-		{"only higher keys, undecided: to the mirror", mine, []reply{
-			{ep: ep("10.0.0.9:9123"), intent: und, key: key("10.0.0.9")},
-			{ep: ep("192.168.0.1:9123"), intent: und, key: key("10.0.0.6")},
+		{"only higher or equal keys, undecided: to the mirror", mine, []reply{
+			{ep: ep("10.0.0.9:9123"), intent: und, key: 9},
+			{ep: ep("192.168.0.1:9123"), intent: und, key: 6},
+			{ep: ep("10.0.0.2:9123"), intent: und, key: mine},
 		}, []netip.AddrPort{}},
 		{"lower keys, lowest first, whatever the address answered from", mine, []reply{
-			{ep: ep("10.0.0.4:9123"), intent: und, key: key("10.0.0.4")},
-			{ep: ep("192.168.0.9:9123"), intent: und, key: key("10.0.0.2")},
-			{ep: ep("10.0.0.1:9123"), intent: und, key: key("10.0.0.7")}, // a low address, a high key
+			{ep: ep("10.0.0.4:9123"), intent: und, key: 4},
+			{ep: ep("192.168.0.9:9123"), intent: und, key: 2},
+			{ep: ep("10.0.0.1:9123"), intent: und, key: 7}, // a low address, a high key
+			{ep: ep("10.0.0.3:9123"), intent: und, key: 0}, // no key: never followed on it
 		}, []netip.AddrPort{ep("192.168.0.9:9123"), ep("10.0.0.4:9123")}},
 		{"bytes coming in, then mirror-bound, then lower keys", mine, []reply{
-			{ep: ep("10.0.0.2:9123"), intent: und, key: key("10.0.0.2")},
-			{ep: ep("10.0.0.9:9123"), held: 10, intent: peer, key: key("10.0.0.9")},
-			{ep: ep("10.0.0.8:9123"), held: 500, intent: mir, key: key("10.0.0.8")},
-			{ep: ep("10.0.0.7:9123"), intent: mir, key: key("10.0.0.7")},
-			{ep: ep("10.0.0.6:9123"), intent: mir, key: key("10.0.0.6")},
+			{ep: ep("10.0.0.2:9123"), intent: und, key: 2},
+			{ep: ep("10.0.0.9:9123"), held: 10, intent: peer, key: 9},
+			{ep: ep("10.0.0.8:9123"), held: 500, intent: mir, key: 8},
+			{ep: ep("10.0.0.7:9123"), intent: mir, key: 7},
+			{ep: ep("10.0.0.6:9123"), intent: mir, key: 6},
 		}, []netip.AddrPort{ep("10.0.0.8:9123"), ep("10.0.0.9:9123"), ep("10.0.0.6:9123"), ep("10.0.0.7:9123"), ep("10.0.0.2:9123")}},
 		{"a host following a peer, nothing in yet: never followed", mine, []reply{
-			{ep: ep("10.0.0.1:9123"), intent: peer, key: key("10.0.0.1")},
+			{ep: ep("10.0.0.1:9123"), intent: peer, key: 1},
 		}, []netip.AddrPort{}},
-		{"no key of ours, or none of theirs: only bytes coming in and mirror-bound", none, []reply{
-			{ep: ep("10.0.0.1:9123"), intent: und, key: key("10.0.0.1")},
-			{ep: ep("10.0.0.2:9123"), intent: mir, key: key("10.0.0.2")},
+		{"no key of ours: only bytes coming in and mirror-bound", 0, []reply{
+			{ep: ep("10.0.0.1:9123"), intent: und, key: 1},
+			{ep: ep("10.0.0.2:9123"), intent: mir, key: 2},
 			{ep: ep("10.0.0.3:9123"), held: 1, intent: und},
 		}, []netip.AddrPort{ep("10.0.0.3:9123"), ep("10.0.0.2:9123")}},
 	} {
@@ -66,18 +66,29 @@ func TestFollowOrder(t *testing.T) {
 	}
 }
 
-func TestHostKey(t *testing.T) {
+func TestHostKeys(t *testing.T) {
+	if a, b := MachineKey("0123456789abcdef0123456789abcdef\n"), MachineKey("0123456789abcdef0123456789abcdee"); a == 0 || b == 0 || a == b {
+		t.Errorf("MachineKey: %x, %x; want two different non-zero keys", a, b)
+	}
+	if k := MachineKey(" \n"); k != 0 {
+		t.Errorf("MachineKey of nothing = %x, want 0", k)
+	}
+	up := net.FlagUp | net.FlagBroadcast
 	ifs := []Interface{
 		{Name: "lo", Flags: net.FlagUp | net.FlagLoopback, Nets: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}},
-		{Name: "down", Flags: 0, Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}},
-		{Name: "eth0", Flags: net.FlagUp, Nets: []netip.Prefix{netip.MustParsePrefix("192.168.1.7/24"), netip.MustParsePrefix("10.9.0.3/16")}},
-		{Name: "eth1", Flags: net.FlagUp, Nets: []netip.Prefix{netip.MustParsePrefix("10.9.0.4/16")}},
+		{Name: "down", Flags: net.FlagBroadcast, Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}},
+		{Name: "eth0", Flags: up, Nets: []netip.Prefix{netip.MustParsePrefix("192.168.1.7/24"), netip.MustParsePrefix("10.9.0.3/16")}},
+		{Name: "eth1", Flags: up, Nets: []netip.Prefix{netip.MustParsePrefix("10.9.0.4/16")}},
+		{Name: "tun0", Flags: net.FlagUp | net.FlagPointToPoint, Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")}},
 	}
-	if got := hostKey(ifs); got != netip.MustParseAddr("10.9.0.3") {
-		t.Errorf("hostKey = %v, want 10.9.0.3", got)
+	if got, want := InterfaceKey(ifs, Config{}), HostKey(0x0a090003); got != want {
+		t.Errorf("InterfaceKey = %x, want %x (10.9.0.3)", got, want)
 	}
-	if got := hostKey(ifs[:2]); got.IsValid() {
-		t.Errorf("hostKey of loopback and down interfaces = %v, want none", got)
+	if got, want := InterfaceKey(ifs, Config{Interfaces: []string{"eth1"}}), HostKey(0x0a090004); got != want {
+		t.Errorf("InterfaceKey of eth1 only = %x, want %x", got, want)
+	}
+	if got := InterfaceKey(ifs[:2], Config{}); got != 0 {
+		t.Errorf("InterfaceKey of loopback and down interfaces = %x, want 0", got)
 	}
 }
 
@@ -144,7 +155,7 @@ func TestSimultaneousHostsFetchOnce(t *testing.T) {
 	for i := range hosts {
 		ip := netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)})
 		h := &host{ip: ip, cache: &fetch.Cache{Dir: t.TempDir()}}
-		h.daemon = serveOn(t, &Server{Cache: h.cache, Key: ip}, ip)
+		h.daemon = serveOn(t, &Server{Cache: h.cache, Key: HostKey(10 + i)}, ip)
 		hs = append(hs, h)
 	}
 	results := make([][]fetch.Result, hosts)
@@ -159,10 +170,10 @@ func TestSimultaneousHostsFetchOnce(t *testing.T) {
 			}
 		}
 		src := &Source{
-			Config:  Config{Window: 100 * time.Millisecond},
+			Config:  Config{Window: 300 * time.Millisecond}, // hosts started together see each other, even on a loaded machine
 			Conn:    func() (net.PacketConn, error) { return net.ListenPacket("udp4", netip.AddrPortFrom(h.ip, 0).String()) },
 			Targets: unicast(targets...),
-			Key:     func() (netip.Addr, bool) { return h.ip, true },
+			Key:     h.daemon.Key,
 			Stall:   2 * time.Second,
 		}
 		f := &fetch.Fetcher{Cache: h.cache, Sources: []fetch.Source{src, mirror},
@@ -324,7 +335,7 @@ func TestServerAnswersPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := netip.MustParseAddr("10.1.2.3")
+	const key = HostKey(0x0a010203)
 	cache := &fetch.Cache{Dir: t.TempDir()}
 	s := serve(t, &Server{Cache: cache, Key: key})
 	g := &gate{prepared: make(chan struct{}), release: make(chan struct{})}
@@ -392,5 +403,122 @@ func TestPrepareAsksOnce(t *testing.T) {
 	}
 	if got, want := s.Stats().Datagrams, int64(n+n/2); got != want {
 		t.Errorf("the peer got %d queries for %d blobs, want %d: each once, the unheld twice", got, n, want)
+	}
+}
+
+// TestPrepareLargeBatch: a batch of 2,000 blobs, asked of three daemons at
+// once (one holds them all): every blob hears its holder. The queries are
+// paced and the answers read as they come, so neither side's socket buffer
+// overflows.
+func TestPrepareLargeBatch(t *testing.T) {
+	const n = 2000
+	var blobs [][]byte
+	var wants []fetch.Want
+	for i := range n {
+		b, w := testBlob(fmt.Sprintf("b%04d", i), 64, uint64(1000+i))
+		blobs, wants = append(blobs, b), append(wants, w)
+	}
+	holder := serve(t, &Server{Cache: newCache(t, blobs...)})
+	empty1 := serve(t, &Server{Cache: newCache(t)})
+	empty2 := serve(t, &Server{Cache: newCache(t)})
+	src := &Source{Config: Config{Window: 2 * time.Second}, Conn: loopConn, Targets: unicast(empty1.udp, holder.udp, empty2.udp)}
+	if unfound := src.Prepare(t.Context(), wants); len(unfound) != 0 {
+		t.Errorf("%d of %d blobs heard no holder (the holder answered %d queries of %d)", len(unfound), n, holder.Stats().Answered, holder.Stats().Datagrams)
+	}
+	for _, w := range wants {
+		if got := src.takePrepared(w.Digest); got == nil || len(got.holders) != 1 || got.holders[0] != holder.http {
+			t.Fatalf("%s: prepared %+v, want the holder", w.Name, got)
+		}
+	}
+}
+
+// TestFollowerWaitsForALeaderToStart: a host follows a lower one that has
+// claimed a blob but starts downloading it only after longer than the
+// follower's stall bound. The leader's daemon sends the headers at once,
+// and the follower waits for the first byte (fetch.StartWait): the mirror
+// serves the blob once.
+func TestFollowerWaitsForALeaderToStart(t *testing.T) {
+	blob, w := testBlob("late", 100_000, 80)
+	mirror, gets := trickleMirror(t, map[string][]byte{"/" + w.Path: blob}, 4, 5*time.Millisecond)
+	leaderIP, followerIP := netip.MustParseAddr("127.0.0.20"), netip.MustParseAddr("127.0.0.21")
+	leaderCache := &fetch.Cache{Dir: t.TempDir()}
+	leader := serveOn(t, &Server{Cache: leaderCache, Key: 1}, leaderIP)
+	follower := serveOn(t, &Server{Cache: &fetch.Cache{Dir: t.TempDir()}, Key: 2}, followerIP)
+
+	// The leader claims the blob and holds its Prepare until released.
+	g := &gate{prepared: make(chan struct{}), release: make(chan struct{})}
+	lf := &fetch.Fetcher{Cache: leaderCache, Sources: []fetch.Source{g, mirror}}
+	led := make(chan error, 1)
+	go func() { _, err := lf.FetchAll(t.Context(), []fetch.Want{w}); led <- err }()
+	<-g.prepared
+
+	src := &Source{
+		Config: Config{Window: 50 * time.Millisecond},
+		Conn: func() (net.PacketConn, error) {
+			return net.ListenPacket("udp4", netip.AddrPortFrom(followerIP, 0).String())
+		},
+		Targets: unicast(leader.udp),
+		Key:     follower.Key,
+		Stall:   200 * time.Millisecond,
+	}
+	ff := &fetch.Fetcher{Cache: follower.Cache, Sources: []fetch.Source{src, mirror}}
+	time.AfterFunc(600*time.Millisecond, func() { close(g.release) }) // three stall bounds later
+	res, err := ff.FetchAll(t.Context(), []fetch.Want{w})
+	src.client().CloseIdleConnections()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-led; err != nil {
+		t.Fatal(err)
+	}
+	if want := "peer " + leader.http.String(); res[0].Source != want {
+		t.Errorf("the follower got it from %s, want %s", res[0].Source, want)
+	}
+	if got := gets()["/"+w.Path]; got != 1 {
+		t.Errorf("the mirror served the blob %d times, want once", got)
+	}
+}
+
+// TestHostileDownloaderIsFollowedOnce: a LAN host claims to be fetching
+// every blob from a mirror, then trickles. The client gives up on it
+// within the bounds of a followed peer, takes the blob from the mirror,
+// and does not follow that host again for the other blobs of the run.
+func TestHostileDownloaderIsFollowedOnce(t *testing.T) {
+	w := newWorld(t, 50_000, 50_000, 50_000)
+	var mu sync.Mutex
+	requests := 0
+	liar := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		rw.WriteHeader(http.StatusOK)
+		for range 100 {
+			if _, err := rw.Write([]byte{0x28}); err != nil {
+				return
+			}
+			rw.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}))
+	defer liar.Close()
+	port := netip.MustParseAddrPort(liar.Listener.Addr().String()).Port()
+	udp := responder(t, func(d packages.Digest, _ *net.UDPAddr) [][]byte {
+		return [][]byte{Pending(d, int(port), 0, fetch.IntentMirror, 1)}
+	})
+	src := w.source(udp)
+	src.StartWait = 100 * time.Millisecond
+	src.MinRate = 8 << 20 // followed: held to 1 MiB/s, so 50 kB within the first 0.35 s
+	res, _ := w.fetchAll(t, src)
+	for _, r := range res {
+		if r.Source != w.mirror.source(t).String() {
+			t.Errorf("%s came from %s, want the mirror", r.Want.Name, r.Source)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The three blobs are fetched at once (Parallel 4): each may follow it
+	// before the first failure is known, never twice.
+	if requests > len(w.wants) {
+		t.Errorf("the liar was followed %d times for %d blobs", requests, len(w.wants))
 	}
 }

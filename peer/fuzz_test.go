@@ -51,14 +51,14 @@ func FuzzParseAnswer(f *testing.F) {
 // exactly the H or P answer a server would send, no longer than a query.
 func FuzzParseReply(f *testing.F) {
 	f.Add(Answer(digestA, 9123))
-	f.Add(Pending(digestA, 9123, 0, fetch.IntentUndecided, netip.MustParseAddr("10.0.0.1")))
-	f.Add(Pending(digestA, 65535, 1<<62, fetch.IntentMirror, netip.Addr{}))
-	f.Add(Pending(digestA, 9123, 5, fetch.IntentPeer, netip.MustParseAddr("255.255.255.255")))
-	f.Add([]byte("P:" + hexA + ":9123:007:-:10.0.0.1"))
-	f.Add([]byte("P:" + hexA + ":9123:0:x:10.0.0.1"))
-	f.Add([]byte("P:" + hexA + ":9123:0:-:010.0.0.1"))
-	f.Add([]byte("P:" + hexA + ":9123:0:-:::1"))
-	f.Add([]byte("P:" + hexA + ":9123:99999999999999999999:-:10.0.0.1"))
+	f.Add(Pending(digestA, 9123, 0, fetch.IntentUndecided, 0x0a000001))
+	f.Add(Pending(digestA, 65535, 1<<62, fetch.IntentMirror, 0))
+	f.Add(Pending(digestA, 9123, 5, fetch.IntentPeer, ^HostKey(0)))
+	f.Add([]byte("P:" + hexA + ":9123:007:-:000000000a000001"))
+	f.Add([]byte("P:" + hexA + ":9123:0:x:000000000a000001"))
+	f.Add([]byte("P:" + hexA + ":9123:0:-:000000000A000001"))
+	f.Add([]byte("P:" + hexA + ":9123:0:-:a000001"))
+	f.Add([]byte("P:" + hexA + ":9123:99999999999999999999:-:000000000a000001"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, ok := ParseReply(b)
 		if !ok {

@@ -122,19 +122,19 @@ func blobPath(r *http.Request) (packages.Digest, bool) {
 	return d, err == nil
 }
 
-// serveFollowed serves blob d while this host downloads it (a "P:" answer
-// offered it): from the first byte, each part as it arrives, ending when
-// the blob is in place. The length is not known: the body is chunked, and
-// a download that stops cuts the connection, so the client sees a short
-// body, never a clean end. A range request is refused with 416 (the client
-// starts again from the first byte). It reports false when d is not being
-// downloaded.
+// serveFollowed serves blob d while this host downloads it, or is about to
+// (a "P:" answer offered it): from the first byte, each part as it
+// arrives, ending when the blob is in place. The headers go out at once,
+// so that a client waits for a claimed blob's download to start
+// (fetch.StartWait) on the body, under its stall bound, not on the
+// headers. The length is not known: the body is chunked, and a download
+// that stops cuts the connection, so the client sees a short body, never a
+// clean end. A range request is refused with 416 (the client starts again
+// from the first byte). It reports false when d is not being downloaded.
 func (s *Server) serveFollowed(w http.ResponseWriter, r *http.Request, d packages.Digest) bool {
-	fl, err := s.Cache.Follow(r.Context(), d)
-	if err != nil {
+	if _, ok := s.Cache.InProgress(d); !ok {
 		return false
 	}
-	defer fl.Close()
 	log := s.logger()
 	h := w.Header()
 	if r.Header.Get("Range") != "" {
@@ -146,13 +146,27 @@ func (s *Server) serveFollowed(w http.ResponseWriter, r *http.Request, d package
 	s.stats.followed.Add(1)
 	h.Set("Content-Type", blobContentType)
 	h.Set("X-Content-Type-Options", "nosniff")
-	log.Debug("serving as it downloads", "digest", d.Short(), "peer", r.RemoteAddr)
 	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(writeGrace))
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	log.Debug("serving as it downloads", "digest", d.Short(), "peer", r.RemoteAddr)
+	var src io.ReadCloser
+	fl, err := s.Cache.Follow(r.Context(), d)
+	if err == nil {
+		src = fl
+	} else if f, _, ok := s.open(r); ok {
+		src = f // put in place meanwhile: served whole, from the cache
+	} else {
+		log.Debug("download to serve did not start", "digest", d.Short(), "peer", r.RemoteAddr, "err", err)
+		panic(http.ErrAbortHandler) // a body cut short: not the blob
+	}
+	defer src.Close()
 	buf := make([]byte, 256<<10)
 	for {
 		// A reader must keep up with each part: the deadline moves on.
 		_ = rc.SetWriteDeadline(time.Now().Add(writeGrace))
-		n, err := fl.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return true

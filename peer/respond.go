@@ -107,17 +107,17 @@ func (s *Server) handle(conn net.PacketConn, b []byte, ifindex int, src netip.Ad
 // bringing bytes in.
 const flowing = time.Second
 
-// key returns this host's key for P answers: Key, or hostKey of the
-// interfaces (the invalid Addr when it has none, or they cannot be read).
-func (s *Server) key() netip.Addr {
-	if s.Key.IsValid() {
+// key returns this host's key for P answers: Key, or InterfaceKey of the
+// interfaces (0 when they cannot be read).
+func (s *Server) key() HostKey {
+	if s.Key != 0 {
 		return s.Key
 	}
 	ifs, err := s.ifaces.get(0)
 	if err != nil {
-		return netip.Addr{}
+		return 0
 	}
-	return hostKey(ifs)
+	return InterfaceKey(ifs, s.Config)
 }
 
 // holds reports whether the server has blob d, or serves the repository d

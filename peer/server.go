@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -33,9 +32,10 @@ type Server struct {
 	// one kept for this purpose (the files of the last verified sync), but
 	// nothing else in it is ever served.
 	Repos map[string]string
-	// Key is this host's key in P answers (hostKey); the zero Addr means
-	// hostKey of Interfaces. Tests on loopback set it.
-	Key netip.Addr
+	// Key is this host's key in P answers; 0 means InterfaceKey of
+	// Interfaces. cmd/packets sets MachineKey of the machine id, as it does
+	// for its Source.
+	Key HostKey
 	// Interfaces lists the host's interfaces; nil means SystemInterfaces.
 	// The list is re-read at most every few seconds. Tests inject it.
 	Interfaces func() ([]Interface, error)
@@ -114,6 +114,7 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func(udpAddr, httpAdd
 // and returns nil. It closes both sockets. Answers carry httpLn's port. It
 // returns an error when a socket fails.
 func (s *Server) Serve(ctx context.Context, udp net.PacketConn, httpLn net.Listener) error {
+	growReadBuffer(udp) // the queries of a batch arrive together
 	log := s.Config.logger()
 	if err := s.init(); err != nil {
 		udp.Close()

@@ -46,27 +46,36 @@ type Source struct {
 	// broadcast-capable, non-loopback interface that Config allows. Tests
 	// inject unicast 127.0.0.1 targets.
 	Targets func() ([]*net.UDPAddr, error)
-	// Key returns this host's key, which orders the hosts downloading a
-	// blob at the same moment (followOrder). nil: hostKey of
-	// SystemInterfaces. Tests on loopback inject it, as Server.Key.
-	Key func() (netip.Addr, bool)
+	// Key is this host's key, which orders the hosts downloading a blob at
+	// the same moment (followOrder); it must be its daemon's Key. 0:
+	// InterfaceKey of SystemInterfaces, looked up once.
+	Key HostKey
 	// Client fetches from peers. nil: a client without proxies (a peer is
 	// on the LAN, never behind https_proxy) and with short dial and header
 	// timeouts.
 	Client  *http.Client
 	Stall   time.Duration // per peer; 0: DefaultPeerStall
 	MinRate int64         // per peer, bytes per second; 0: DefaultPeerMinRate
+	// StartWait is how long a downloader followed may take to send its
+	// first byte (its own download may not have started); 0:
+	// fetch.StartWait, as long as its daemon waits.
+	StartWait time.Duration
 
-	once   sync.Once
-	dflt   *http.Client
-	mu     sync.Mutex
-	banned map[netip.AddrPort]bool
+	once     sync.Once
+	dflt     *http.Client
+	keyOnce  sync.Once
+	ifaceKey HostKey
+	mu       sync.Mutex
+	banned   map[netip.AddrPort]bool
 	// origin is the peer that completed each blob. A blob asked for again
 	// (its delivery was refused) is forgotten until it completes again.
 	origin map[packages.Digest]netip.AddrPort
 	// prepared is what Prepare learnt of each blob, used (and dropped) by
 	// the blob's first Fetch.
 	prepared map[packages.Digest]*discovery
+	// badFollow holds the downloaders whose download failed us: not
+	// followed again by this Source.
+	badFollow map[netip.AddrPort]bool
 }
 
 // discovery is what the LAN said about one blob: who holds it, in answer
@@ -129,14 +138,22 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 		written int64
 		from    []netip.AddrPort
 		errs    []error
+		follows int
 	)
 	answered, err := s.eachPeer(ctx, w.Digest, true, func(ep netip.AddrPort, followed bool) bool {
 		if s.isBanned(ep) {
 			errs = append(errs, fmt.Errorf("peer %s: failed earlier", ep))
 			return false
 		}
-		if followed && offset+written > 0 {
-			return false // a download in progress is served from its first byte only
+		if followed && (offset+written > 0 || s.followFailed(ep) || follows >= maxFollows) {
+			// A download in progress is served from its first byte only;
+			// a peer whose download failed us is not followed again in
+			// this run (it may still hold blobs: it is not banned); and a
+			// few downloaders per blob are enough.
+			return false
+		}
+		if followed {
+			follows++
 		}
 		n, err := s.fromPeer(ctx, ep, w, out, offset+written, followed)
 		written += n
@@ -150,7 +167,9 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 			// A download followed can fail for its own source's sake (a
 			// slow or failing mirror): the peer is not banned for it, and
 			// still serves what it holds. Wrong bytes are banned by finish.
-			if !followed {
+			if followed {
+				s.markFollowFailed(ep)
+			} else {
 				s.ban(ep)
 			}
 			s.Config.logger().Debug("LAN peer failed", "peer", ep.String(), "pkg", w.String(), "followed", followed, "err", err)
@@ -230,24 +249,31 @@ func (e *MismatchError) Unwrap() []error { return []error{fetch.ErrRestart, e.Er
 // fromPeer downloads w from offset from one peer, abandoning it when it
 // stalls or trickles. It returns the bytes written.
 //
-// A followed peer (one still downloading the blob) goes only as fast as its
-// own source: it is held to the stall bound alone, not to MinRate.
+// A followed peer (one still downloading the blob, or about to) goes only as
+// fast as its own source: its first byte may take fetch.StartWait, and the
+// whole is held to an eighth of MinRate.
 func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, out *watchWriter, offset int64, followed bool) (int64, error) {
 	stall := s.stall()
 	minRate := s.MinRate
 	if minRate <= 0 {
 		minRate = DefaultPeerMinRate
 	}
+	first := stall
+	if followed {
+		minRate /= 8
+		first = s.StartWait
+		if first <= 0 {
+			first = fetch.StartWait
+		}
+		first += stall
+	}
+	remaining := w.Size - offset
+	limit := first + time.Duration(float64(remaining)/float64(minRate)*float64(time.Second))
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if !followed {
-		remaining := w.Size - offset
-		limit := stall + time.Duration(float64(remaining)/float64(minRate)*float64(time.Second))
-		var cancelLimit context.CancelFunc
-		pctx, cancelLimit = context.WithTimeoutCause(pctx, limit, &fetch.TimeoutError{After: limit})
-		defer cancelLimit()
-	}
-	watchdog := time.AfterFunc(stall, func() { cancel(&fetch.StallError{After: stall}) })
+	pctx, cancelLimit := context.WithTimeoutCause(pctx, limit, &fetch.TimeoutError{After: limit})
+	defer cancelLimit()
+	watchdog := time.AfterFunc(first, func() { cancel(&fetch.StallError{After: stall}) })
 	defer watchdog.Stop()
 	out.tick = func() { watchdog.Reset(stall) }
 	defer func() { out.tick = nil }()
@@ -321,7 +347,7 @@ func (s *Source) eachPeer(ctx context.Context, d packages.Digest, follow bool, t
 	if err != nil || done {
 		return tried, err
 	}
-	for _, ep := range followOrder(s.key, pending) {
+	for _, ep := range followOrder(s.key(), pending) {
 		tried++
 		if try(ep, true) {
 			break
@@ -340,7 +366,7 @@ func (s *Source) tryDiscovered(got *discovery, try func(ep netip.AddrPort, follo
 			return tried, true
 		}
 	}
-	for _, ep := range followOrder(s.key, got.pending) {
+	for _, ep := range followOrder(s.key(), got.pending) {
 		tried++
 		if try(ep, true) {
 			return tried, true
@@ -398,7 +424,7 @@ func (s *Source) Prepare(ctx context.Context, wants []fetch.Want) (unfound []pac
 		}
 	}
 	for _, d := range digests {
-		if got := found[d]; got.holders == nil && len(followOrder(s.key, got.pending)) == 0 {
+		if got := found[d]; got.holders == nil && len(followOrder(s.key(), got.pending)) == 0 {
 			unfound = append(unfound, d)
 		}
 	}
@@ -431,9 +457,6 @@ func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, win
 		return nil, err
 	}
 	defer conn.Close()
-	if uc, ok := conn.(*net.UDPConn); ok {
-		_ = uc.SetReadBuffer(4 << 20) // answers to a batch arrive together
-	}
 	replies, err := startBatchDiscovery(ctx, conn, targets, digests, window)
 	if err != nil {
 		return nil, err
@@ -475,25 +498,24 @@ func settle(window time.Duration) time.Duration {
 // goes to the mirror, and the others follow it. Nobody can wait on a host
 // that waits on them: bytes coming in come from elsewhere, a host that
 // fetches from a mirror waits on nobody, and an undecided host follows
-// only lower keys, or hosts of the first two kinds. A host key is one
-// address per host (hostKey), so that hosts on several subnets order
-// themselves alike; with no key of its own (key's ok false) a host follows
-// only the first two kinds.
-func followOrder(key func() (netip.Addr, bool), pending []reply) []netip.AddrPort {
+// only lower keys, or hosts of the first two kinds. A key is one per host
+// (HostKey), so that hosts on several subnets order themselves alike; with
+// no key (0) a host follows only the first two kinds, and equal keys
+// follow neither way.
+func followOrder(me HostKey, pending []reply) []netip.AddrPort {
 	var flowing, mirror, lower []reply
-	me, haveKey := key()
 	for _, r := range pending {
 		switch {
 		case r.held > 0:
 			flowing = append(flowing, r)
 		case r.intent == fetch.IntentMirror:
 			mirror = append(mirror, r)
-		case r.intent == fetch.IntentUndecided && haveKey && r.key.IsValid() && r.key.Less(me):
+		case r.intent == fetch.IntentUndecided && me != 0 && r.key != 0 && r.key < me:
 			lower = append(lower, r)
 		}
 	}
 	slices.SortStableFunc(flowing, func(a, b reply) int { return cmp.Compare(b.held, a.held) })
-	byKey := func(a, b reply) int { return a.key.Compare(b.key) }
+	byKey := func(a, b reply) int { return cmp.Compare(a.key, b.key) }
 	slices.SortStableFunc(mirror, byKey)
 	slices.SortStableFunc(lower, byKey)
 	out := make([]netip.AddrPort, 0, len(pending))
@@ -503,36 +525,18 @@ func followOrder(key func() (netip.Addr, bool), pending []reply) []netip.AddrPor
 	return out
 }
 
-// key returns this host's key: Key, or hostKey of its interfaces.
-func (s *Source) key() (netip.Addr, bool) {
-	if s.Key != nil {
-		return s.Key()
+// key returns this host's key: Key, or InterfaceKey of its interfaces,
+// looked up once.
+func (s *Source) key() HostKey {
+	if s.Key != 0 {
+		return s.Key
 	}
-	ifs, err := SystemInterfaces()
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	k := hostKey(ifs)
-	return k, k.IsValid()
-}
-
-// hostKey is the key that orders hosts fetching the same blob at once: the
-// lowest IPv4 address of the host's up, non-loopback interfaces (the
-// invalid Addr when it has none). The daemon puts it in its P answers,
-// and the client computes its own the same way.
-func hostKey(ifs []Interface) netip.Addr {
-	var k netip.Addr
-	for _, ifi := range ifs {
-		if ifi.Flags&net.FlagLoopback != 0 || ifi.Flags&net.FlagUp == 0 {
-			continue
+	s.keyOnce.Do(func() {
+		if ifs, err := SystemInterfaces(); err == nil {
+			s.ifaceKey = InterfaceKey(ifs, s.Config)
 		}
-		for _, p := range ifi.Nets {
-			if a := p.Addr(); a.Is4() && (!k.IsValid() || a.Less(k)) {
-				k = a
-			}
-		}
-	}
-	return k
+	})
+	return s.ifaceKey
 }
 
 func (s *Source) targets() ([]*net.UDPAddr, error) {
@@ -559,6 +563,25 @@ func (s *Source) stall() time.Duration {
 		return DefaultPeerStall
 	}
 	return s.Stall
+}
+
+// maxFollows bounds the downloaders one Fetch follows for a blob.
+const maxFollows = 3
+
+// followFailed reports whether following ep failed earlier in this run.
+func (s *Source) followFailed(ep netip.AddrPort) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.badFollow[ep]
+}
+
+func (s *Source) markFollowFailed(ep netip.AddrPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.badFollow == nil {
+		s.badFollow = map[netip.AddrPort]bool{}
+	}
+	s.badFollow[ep] = true
 }
 
 func (s *Source) isBanned(ep netip.AddrPort) bool {

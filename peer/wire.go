@@ -3,9 +3,13 @@ package peer
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/packets-dev/packets/fetch"
 	"github.com/packets-dev/packets/packages"
@@ -19,8 +23,9 @@ import (
 // "P:<64 hex>:<http-port>:<held>:<intent>:<key>", "I am downloading that
 // blob, or about to; I hold <held> bytes of it that came in just now (0 if
 // none did), and I get it <intent>: '-' undecided yet, 'm' from a mirror
-// myself, 'p' from a peer; my host key is <key> (an IPv4 address, 0.0.0.0
-// for none); GET it from my HTTP port and you get it as it grows". Hosts
+// myself, 'p' from a peer; my host key is <key> (16 lowercase hex digits,
+// all zero for none: HostKey); GET it from my HTTP port and you get it as
+// it grows". Hosts
 // that apply at the same moment use it to fetch a blob from the mirror once
 // (Source, followOrder). A client that knows only H ignores it.
 const (
@@ -32,8 +37,8 @@ const (
 	// maxAnswerLen is the longest valid answer: "H:" + 64 hex + ":" + 5 digits.
 	maxAnswerLen = len(answerPrefix) + hexLen + 1 + 5
 	// maxPendingLen is the longest pending answer: ":" and 19 digits, ":"
-	// and the intent, ":" and a dotted IPv4 address more.
-	maxPendingLen = maxAnswerLen + 1 + 19 + 2 + 1 + 15
+	// and the intent, ":" and 16 hex digits more.
+	maxPendingLen = maxAnswerLen + 1 + 19 + 2 + 1 + 16
 )
 
 // Query returns the discovery datagram asking for blob d.
@@ -60,10 +65,7 @@ func Answer(d packages.Digest, httpPort int) []byte {
 // Pending returns the datagram saying "I am downloading blob d, or about
 // to, getting it as intent says, and hold held bytes of it that are coming
 // in; GET it from my HTTP port as it grows".
-func Pending(d packages.Digest, httpPort int, held int64, intent fetch.Intent, key netip.Addr) []byte {
-	if !key.Is4() {
-		key = netip.IPv4Unspecified()
-	}
+func Pending(d packages.Digest, httpPort int, held int64, intent fetch.Intent, key HostKey) []byte {
 	b := make([]byte, 0, maxPendingLen)
 	b = append(b, pendingPrefix...)
 	b = append(b, d.String()...)
@@ -72,7 +74,7 @@ func Pending(d packages.Digest, httpPort int, held int64, intent fetch.Intent, k
 	b = append(b, ':')
 	b = strconv.AppendInt(b, max(held, 0), 10)
 	b = append(b, ':', byte(intent), ':')
-	return key.AppendTo(b)
+	return fmt.Appendf(b, "%016x", uint64(key))
 }
 
 // A Reply is a parsed answer, H or P.
@@ -82,14 +84,14 @@ type Reply struct {
 	Pending bool         // a P answer: the blob is on its way to the peer
 	Held    int64        // for P: bytes held that came in just now
 	Intent  fetch.Intent // for P: how the peer gets it
-	Key     netip.Addr   // for P: the peer's host key; invalid for none (0.0.0.0 on the wire)
+	Key     HostKey      // for P: the peer's host key; 0 for none
 }
 
 // ParseReply parses an H answer (as ParseAnswer) or a P answer: "P:", 64
 // lowercase hex digits, ":", a port as in H, ":", the bytes held in
 // decimal without sign or leading zero (0 itself is "0"), ":", one of the
-// intents '-', 'm' and 'p', ":", and a dotted IPv4 address in its shortest
-// form, and nothing else.
+// intents '-', 'm' and 'p', ":", and 16 lowercase hex digits, and nothing
+// else.
 func ParseReply(b []byte) (Reply, bool) {
 	if d, port, ok := ParseAnswer(b); ok {
 		return Reply{Digest: d, Port: port}, true
@@ -118,13 +120,14 @@ func ParseReply(b []byte) (Reply, bool) {
 	if !ok || len(intentB) != 1 {
 		return Reply{}, false
 	}
-	key, err := netip.ParseAddr(string(keyB))
-	if err != nil || !key.Is4() || key.String() != string(keyB) {
+	if len(keyB) != 16 || !isLowerHex(keyB) {
 		return Reply{}, false
 	}
-	if key.IsUnspecified() {
-		key = netip.Addr{}
+	k, err := strconv.ParseUint(string(keyB), 16, 64)
+	if err != nil {
+		return Reply{}, false
 	}
+	key := HostKey(k)
 	held, ok := parseCount(heldB)
 	if !ok {
 		return Reply{}, false
@@ -136,6 +139,59 @@ func ParseReply(b []byte) (Reply, bool) {
 		return Reply{}, false
 	}
 	return Reply{Digest: d, Port: port, Pending: true, Held: held, Intent: in, Key: key}, true
+}
+
+func isLowerHex(b []byte) bool {
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// A HostKey orders the hosts that fetch a blob at the same moment
+// (followOrder): one per host, the same in its daemon's answers and in its
+// client, and different between hosts. 0 is none: such a host follows only
+// downloaders with bytes coming in or bound for a mirror, and is followed
+// by nobody on its key. MachineKey derives it from the machine id; without
+// one, InterfaceKey from the host's addresses.
+type HostKey uint64
+
+// MachineKey is the HostKey of a machine id (/etc/machine-id, unique per
+// installed machine), or 0 for an empty one.
+func MachineKey(machineID string) HostKey {
+	id := strings.TrimSpace(machineID)
+	if id == "" {
+		return 0
+	}
+	sum := sha256.Sum256([]byte("packets host key\x00" + id))
+	return HostKey(binary.BigEndian.Uint64(sum[:8]) | 1) // never 0
+}
+
+// InterfaceKey is the HostKey of a host without a machine id: derived from
+// the lowest IPv4 address of its up, broadcast-capable, non-loopback
+// interfaces that c allows (the ones peering talks on), or 0 without one.
+// Two hosts whose lowest such addresses are equal (isolated bridges with
+// the same default address) have equal keys, and neither follows the
+// other on its key.
+func InterfaceKey(ifs []Interface, c Config) HostKey {
+	var low netip.Addr
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagLoopback != 0 || ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagBroadcast == 0 || !c.allows(ifi.Name) {
+			continue
+		}
+		for _, p := range ifi.Nets {
+			if a := p.Addr(); a.Is4() && (!low.IsValid() || a.Less(low)) {
+				low = a
+			}
+		}
+	}
+	if !low.IsValid() {
+		return 0
+	}
+	b := low.As4()
+	return HostKey(binary.BigEndian.Uint32(b[:])) // the address itself: ordered as addresses are
 }
 
 // parseCount parses 1–19 decimal digits, without a leading zero unless

@@ -154,7 +154,7 @@ func (a *App) peerServer(l config.Layout) *peer.Server {
 			repos[repoName(repo)] = dir
 		}
 	}
-	return &peer.Server{Cache: a.cacheOf(l), Config: a.peerConfig(l), Repos: repos}
+	return &peer.Server{Cache: a.cacheOf(l), Config: a.peerConfig(l), Repos: repos, Key: hostKey(l)}
 }
 
 // peerSource is the LAN source for fetches, or nil when peering is off.
@@ -162,5 +162,17 @@ func (a *App) peerSource(l config.Layout) *peer.Source {
 	if !l.Peer.Enabled {
 		return nil
 	}
-	return &peer.Source{Config: a.peerConfig(l)}
+	return &peer.Source{Config: a.peerConfig(l), Key: hostKey(l)}
+}
+
+// hostKey is the machine's key among hosts fetching a blob at once: from
+// the machine id under the root (/etc/machine-id), which the daemon and
+// the client read alike. Without one it is 0, and both use the key of the
+// machine's addresses (peer.InterfaceKey).
+func hostKey(l config.Layout) peer.HostKey {
+	id, err := os.ReadFile(l.Host("/etc/machine-id"))
+	if err != nil {
+		return 0
+	}
+	return peer.MachineKey(string(id))
 }
