@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -127,14 +128,29 @@ type batchReply struct {
 // holders and maxPending downloaders per digest, until the window ends.
 // The queries go out from a goroutine, paced (batchPace), while the
 // answers are read: neither side's socket buffer has to hold a whole
-// batch.
-func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window time.Duration) (<-chan batchReply, error) {
+// batch, and the window runs from the last query sent. halt ends the
+// reading (and the sending) early; the channel is closed soon after.
+func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window time.Duration) (replies <-chan batchReply, halt func(), err error) {
 	if len(targets) == 0 {
-		return nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
+		return nil, nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
 	}
 	growReadBuffer(conn)
-	if err := conn.SetReadDeadline(time.Now().Add(window)); err != nil {
-		return nil, err
+	// Until the last query is out, the reader waits as long as sending may
+	// take, and the sender then sets the window from its last query.
+	sending := time.Duration(2*len(digests)/batchPace+10) * time.Millisecond
+	if err := conn.SetReadDeadline(time.Now().Add(sending + window)); err != nil {
+		return nil, nil, err
+	}
+	var (
+		mu      sync.Mutex
+		halted  bool
+		sentAll bool // the sender is done: the deadline set is the last
+	)
+	halt = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		halted = true
+		conn.SetReadDeadline(time.Now())
 	}
 	type taken struct{ holders, pending int }
 	wanted := make(map[packages.Digest]*taken, len(digests))
@@ -155,6 +171,15 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		for {
 			n, addr, err := conn.ReadFrom(buf)
 			if err != nil {
+				mu.Lock()
+				more := !halted && !sentAll && ctx.Err() == nil && isTimeout(err)
+				if more { // a slow sender: wait for its last query
+					conn.SetReadDeadline(time.Now().Add(window))
+				}
+				mu.Unlock()
+				if more {
+					continue
+				}
 				return // the window closed, ctx is done, or conn was closed
 			}
 			r, d, ok := answerFromAny(buf[:n], addr, ports)
@@ -178,29 +203,49 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		}
 	}()
 	go func() {
-		sent, failed := 0, 0
+		sent := 0
 		for i, d := range digests {
 			if i > 0 && i%batchPace == 0 {
-				select {
-				case <-ctx.Done():
+				mu.Lock()
+				stop := halted || ctx.Err() != nil
+				sentAll = sentAll || stop
+				mu.Unlock()
+				if stop {
 					return
-				case <-time.After(time.Millisecond):
 				}
+				time.Sleep(time.Millisecond)
 			}
 			q := Query(d)
 			for _, t := range targets {
-				if _, err := conn.WriteTo(q, t); err != nil {
-					failed++
-					continue
+				_, err := conn.WriteTo(q, t)
+				if errors.Is(err, net.ErrClosed) {
+					mu.Lock()
+					sentAll = true
+					mu.Unlock()
+					return
 				}
-				sent++
+				if err == nil {
+					sent++
+				}
 			}
 		}
-		if sent == 0 && failed > 0 {
+		mu.Lock()
+		defer mu.Unlock()
+		sentAll = true
+		switch {
+		case halted:
+		case sent == 0:
 			conn.SetReadDeadline(time.Now()) // nothing went out: nothing will come
+		default:
+			conn.SetReadDeadline(time.Now().Add(window)) // the window runs from the last query
 		}
 	}()
-	return out, nil
+	return out, halt, nil
+}
+
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // batchPace is how many queries a batch sends to each target before it

@@ -20,9 +20,11 @@
 //
 // A Fetcher asks its Preparer sources about every blob it is about to
 // download before it downloads any (fetch.Preparer): Source.Prepare sends
-// a query for each at once and reads the answers for one window, ending
-// as soon as every blob has a holder. Each blob's Fetch then uses what was
-// learnt; a blob whose holders all fail is asked about again on its own. So a machine with peering on and no neighbour pays
+// a query for each, paced (64 a millisecond per target, read as they are
+// answered, with socket buffers of 4 MiB), and reads the answers for one
+// window from the last query, ending as soon as every blob has a holder.
+// Each blob's Fetch then uses what was learnt; a blob whose holders all
+// fail is asked about again on its own. So a machine with peering on and no neighbour pays
 // one window per apply, not one per blob (200 blobs, four at a time: 8.6 s
 // of windows before). A blob asked for again (its delivery failed) is
 // queried on its own.

@@ -522,3 +522,29 @@ func TestHostileDownloaderIsFollowedOnce(t *testing.T) {
 		t.Errorf("the liar was followed %d times for %d blobs", requests, len(w.wants))
 	}
 }
+
+// TestPrepareLargeBatchOfDownloads: 2,000 blobs a lower host has claimed,
+// asked about with the default window: the second round (a short settle)
+// still hears every claim, because its window runs from the last query.
+func TestPrepareLargeBatchOfDownloads(t *testing.T) {
+	const n = 2000
+	var wants []fetch.Want
+	for i := range n {
+		_, w := testBlob(fmt.Sprintf("c%04d", i), 64, uint64(5000+i))
+		wants = append(wants, w)
+	}
+	cache := &fetch.Cache{Dir: t.TempDir()}
+	leader := serve(t, &Server{Cache: cache, Key: 1})
+	g := &gate{prepared: make(chan struct{}), release: make(chan struct{})}
+	f := &fetch.Fetcher{Cache: cache, Sources: []fetch.Source{g}}
+	done := make(chan struct{})
+	go func() { f.FetchAll(t.Context(), wants); close(done) }() // fails: the gate has nothing
+	<-g.prepared
+	defer func() { close(g.release); <-done }()
+
+	src := &Source{Conn: loopConn, Targets: unicast(leader.udp), Key: 2}
+	if unfound := src.Prepare(t.Context(), wants); len(unfound) != 0 {
+		t.Errorf("%d of %d claimed blobs found nobody to follow (the leader answered %d of %d queries)",
+			len(unfound), n, leader.Stats().Answered, leader.Stats().Datagrams)
+	}
+}

@@ -260,7 +260,7 @@ func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, 
 	}
 	first := stall
 	if followed {
-		minRate /= 8
+		minRate = max(minRate/8, 1)
 		first = s.StartWait
 		if first <= 0 {
 			first = fetch.StartWait
@@ -268,7 +268,7 @@ func (s *Source) fromPeer(ctx context.Context, ep netip.AddrPort, w fetch.Want, 
 		first += stall
 	}
 	remaining := w.Size - offset
-	limit := first + time.Duration(float64(remaining)/float64(minRate)*float64(time.Second))
+	limit := first + time.Duration(min(float64(remaining)/float64(minRate), maxTransferSeconds)*float64(time.Second))
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	pctx, cancelLimit := context.WithTimeoutCause(pctx, limit, &fetch.TimeoutError{After: limit})
@@ -413,7 +413,10 @@ func (s *Source) Prepare(ctx context.Context, wants []fetch.Want) (unfound []pac
 		}
 	}
 	if len(unheld) > 0 {
-		again, err := s.discoverAll(ctx, unheld, settle(s.Config.window()), false)
+		// A daemon answers a batch one query at a time: it may still be
+		// answering the last ones when they are all sent.
+		behind := time.Duration(len(unheld)/batchPace) * time.Millisecond
+		again, err := s.discoverAll(ctx, unheld, settle(s.Config.window())+behind, false)
 		if err != nil {
 			log.Debug("LAN queries not sent", "err", err)
 			return digests
@@ -457,7 +460,7 @@ func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, win
 		return nil, err
 	}
 	defer conn.Close()
-	replies, err := startBatchDiscovery(ctx, conn, targets, digests, window)
+	replies, halt, err := startBatchDiscovery(ctx, conn, targets, digests, window)
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +476,7 @@ func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, win
 		}
 		got.holders = append(got.holders, r.ep)
 		if untilHeld && unheld == 0 {
-			conn.SetReadDeadline(time.Now()) // the reader ends; what it took is read on
+			halt() // the reader ends; what it took is read on
 		}
 	}
 	return out, nil
@@ -564,6 +567,10 @@ func (s *Source) stall() time.Duration {
 	}
 	return s.Stall
 }
+
+// maxTransferSeconds caps a transfer's time limit (a week), so that no
+// size and rate overflow it.
+const maxTransferSeconds = 7 * 24 * 3600
 
 // maxFollows bounds the downloaders one Fetch follows for a blob.
 const maxFollows = 3

@@ -159,10 +159,11 @@ func isLowerHex(b []byte) bool {
 type HostKey uint64
 
 // MachineKey is the HostKey of a machine id (/etc/machine-id, unique per
-// installed machine), or 0 for an empty one.
+// installed machine), or 0 for an empty one or systemd's first-boot
+// "uninitialized", which many machines share.
 func MachineKey(machineID string) HostKey {
 	id := strings.TrimSpace(machineID)
-	if id == "" {
+	if id == "" || id == "uninitialized" {
 		return 0
 	}
 	sum := sha256.Sum256([]byte("packets host key\x00" + id))
