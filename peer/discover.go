@@ -128,9 +128,12 @@ type batchReply struct {
 // holders and maxPending downloaders per digest, until the window ends.
 // The queries go out from a goroutine, paced (batchPace), while the
 // answers are read: neither side's socket buffer has to hold a whole
-// batch, and the window runs from the last query sent. halt ends the
-// reading (and the sending) early; the channel is closed soon after.
-func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window time.Duration) (replies <-chan batchReply, halt func(), err error) {
+// batch. The window runs from the last query sent, and while answers keep
+// coming after it (a daemon answers a batch one query at a time) each
+// extends it by a settle (see settle), up to limit after the last query.
+// halt ends the reading (and the sending) early; the channel is closed
+// soon after.
+func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window, limit time.Duration) (replies <-chan batchReply, halt func(), err error) {
 	if len(targets) == 0 {
 		return nil, nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
 	}
@@ -142,10 +145,13 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		return nil, nil, err
 	}
 	var (
-		mu      sync.Mutex
-		halted  bool
-		sentAll bool // the sender is done: the deadline set is the last
+		mu       sync.Mutex
+		halted   bool
+		sentAll  bool      // the sender is done
+		lastSent time.Time // when it was
+		deadline time.Time // the reader's, once sentAll
 	)
+	quiet := settle(window)
 	halt = func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -199,6 +205,18 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 			} else {
 				got.holders++
 			}
+			mu.Lock()
+			if sentAll && !halted {
+				next := time.Now().Add(quiet)
+				if end := lastSent.Add(limit); next.After(end) {
+					next = end
+				}
+				if next.After(deadline) {
+					deadline = next
+					conn.SetReadDeadline(next) // answers still coming: a while longer
+				}
+			}
+			mu.Unlock()
 			out <- batchReply{reply: r, digest: d}
 		}
 	}()
@@ -231,13 +249,14 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		sentAll = true
+		sentAll, lastSent = true, time.Now()
 		switch {
 		case halted:
 		case sent == 0:
 			conn.SetReadDeadline(time.Now()) // nothing went out: nothing will come
 		default:
-			conn.SetReadDeadline(time.Now().Add(window)) // the window runs from the last query
+			deadline = lastSent.Add(window) // the window runs from the last query
+			conn.SetReadDeadline(deadline)
 		}
 	}()
 	return out, halt, nil

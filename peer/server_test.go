@@ -49,6 +49,7 @@ func TestServerAnswers(t *testing.T) {
 			s := serve(t, &Server{
 				Cache:      newCache(t, held),
 				QueryBurst: tt.burst,
+				QueryRate:  1, // a token a second: none comes back while the test runs
 				Interfaces: func() ([]Interface, error) {
 					ifs, _ := lo()
 					return append(ifs, tt.others...), nil

@@ -401,7 +401,7 @@ func (s *Source) Prepare(ctx context.Context, wants []fetch.Want) (unfound []pac
 	for i, w := range wants {
 		digests[i] = w.Digest
 	}
-	found, err := s.discoverAll(ctx, digests, s.Config.window(), true)
+	found, err := s.discoverAll(ctx, digests, s.Config.window(), 2*s.Config.window(), true)
 	if err != nil {
 		log.Debug("LAN queries not sent", "err", err)
 		return digests
@@ -413,10 +413,7 @@ func (s *Source) Prepare(ctx context.Context, wants []fetch.Want) (unfound []pac
 		}
 	}
 	if len(unheld) > 0 {
-		// A daemon answers a batch one query at a time: it may still be
-		// answering the last ones when they are all sent.
-		behind := time.Duration(len(unheld)/batchPace) * time.Millisecond
-		again, err := s.discoverAll(ctx, unheld, settle(s.Config.window())+behind, false)
+		again, err := s.discoverAll(ctx, unheld, settle(s.Config.window()), s.Config.window(), false)
 		if err != nil {
 			log.Debug("LAN queries not sent", "err", err)
 			return digests
@@ -441,12 +438,13 @@ func (s *Source) Prepare(ctx context.Context, wants []fetch.Want) (unfound []pac
 }
 
 // discoverAll sends a query for each of digests to every target from one
-// socket and gathers, for the window, each one's answers (at most MaxPeers
+// socket and gathers, for the window (longer while answers keep coming, up
+// to limit: startBatchDiscovery), each one's answers (at most MaxPeers
 // each). With untilHeld it stops as soon as every digest has a holder: on
 // a LAN that has them all, a batch waits no longer than its answers take
 // (a blob whose holders all fail is asked about again on its own, and
 // hears the others then). Every digest has an entry in the result.
-func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, window time.Duration, untilHeld bool) (map[packages.Digest]*discovery, error) {
+func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, window, limit time.Duration, untilHeld bool) (map[packages.Digest]*discovery, error) {
 	out := make(map[packages.Digest]*discovery, len(digests))
 	for _, d := range digests {
 		out[d] = &discovery{}
@@ -460,7 +458,7 @@ func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, win
 		return nil, err
 	}
 	defer conn.Close()
-	replies, halt, err := startBatchDiscovery(ctx, conn, targets, digests, window)
+	replies, halt, err := startBatchDiscovery(ctx, conn, targets, digests, window, limit)
 	if err != nil {
 		return nil, err
 	}
