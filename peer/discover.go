@@ -133,16 +133,19 @@ type batchReply struct {
 // extends it by a settle (see settle), up to limit after the last query.
 // halt ends the reading (and the sending) early; the channel is closed
 // soon after.
-func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window, limit time.Duration) (replies <-chan batchReply, halt func(), err error) {
+//
+// sendErr, once the channel is closed, says why no query at all went out.
+func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDPAddr, digests []packages.Digest, window, limit time.Duration) (replies <-chan batchReply, halt func(), sendErr func() error, err error) {
 	if len(targets) == 0 {
-		return nil, nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
+		return nil, nil, nil, errors.New("no address to send LAN queries to (no up, broadcast-capable interface)")
 	}
 	growReadBuffer(conn)
 	// Until the last query is out, the reader waits as long as sending may
 	// take, and the sender then sets the window from its last query.
 	sending := time.Duration(2*len(digests)/batchPace+10) * time.Millisecond
-	if err := conn.SetReadDeadline(time.Now().Add(sending + window)); err != nil {
-		return nil, nil, err
+	start := time.Now()
+	if err := conn.SetReadDeadline(start.Add(sending + window)); err != nil {
+		return nil, nil, nil, err
 	}
 	var (
 		mu       sync.Mutex
@@ -150,6 +153,7 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		sentAll  bool      // the sender is done
 		lastSent time.Time // when it was
 		deadline time.Time // the reader's, once sentAll
+		failed   error     // why nothing went out
 	)
 	quiet := settle(window)
 	halt = func() {
@@ -168,7 +172,7 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		ports[uint16(t.Port)] = true
 	}
 	out := make(chan batchReply, 256)
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, halt) // under mu, as every deadline set
 	go func() {
 		defer close(out)
 		defer stop()
@@ -178,9 +182,16 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 			n, addr, err := conn.ReadFrom(buf)
 			if err != nil {
 				mu.Lock()
-				more := !halted && !sentAll && ctx.Err() == nil && isTimeout(err)
-				if more { // a slow sender: wait for its last query
-					conn.SetReadDeadline(time.Now().Add(window))
+				now := time.Now()
+				more := !halted && ctx.Err() == nil && isTimeout(err)
+				switch {
+				case !more:
+				case !sentAll && now.Before(start.Add(sending+limit)):
+					conn.SetReadDeadline(now.Add(window)) // a slow sender: wait for its last query
+				case sentAll && now.Before(deadline):
+					conn.SetReadDeadline(deadline) // set by the sender as this one expired
+				default:
+					more = false
 				}
 				mu.Unlock()
 				if more {
@@ -222,6 +233,7 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 	}()
 	go func() {
 		sent := 0
+		var errs []error
 		for i, d := range digests {
 			if i > 0 && i%batchPace == 0 {
 				mu.Lock()
@@ -244,6 +256,8 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 				}
 				if err == nil {
 					sent++
+				} else if len(errs) < len(targets) {
+					errs = append(errs, fmt.Errorf("query %s: %w", t, err))
 				}
 			}
 		}
@@ -253,13 +267,19 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		switch {
 		case halted:
 		case sent == 0:
+			failed = errors.Join(errs...)
 			conn.SetReadDeadline(time.Now()) // nothing went out: nothing will come
 		default:
 			deadline = lastSent.Add(window) // the window runs from the last query
 			conn.SetReadDeadline(deadline)
 		}
 	}()
-	return out, halt, nil
+	sendErr = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed
+	}
+	return out, halt, sendErr, nil
 }
 
 func isTimeout(err error) bool {

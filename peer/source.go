@@ -458,7 +458,7 @@ func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, win
 		return nil, err
 	}
 	defer conn.Close()
-	replies, halt, err := startBatchDiscovery(ctx, conn, targets, digests, window, limit)
+	replies, halt, sendErr, err := startBatchDiscovery(ctx, conn, targets, digests, window, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -476,6 +476,9 @@ func (s *Source) discoverAll(ctx context.Context, digests []packages.Digest, win
 		if untilHeld && unheld == 0 {
 			halt() // the reader ends; what it took is read on
 		}
+	}
+	if err := sendErr(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
