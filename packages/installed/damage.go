@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -37,6 +38,7 @@ func (e *DamagedError) Unwrap() error { return e.Err }
 const (
 	sqliteCorrupt = 11 // SQLITE_CORRUPT: "database disk image is malformed"
 	sqliteNotADB  = 26 // SQLITE_NOTADB: "file is not a database"
+	sqliteFull    = 13 // SQLITE_FULL: "database or disk is full"
 )
 
 // maxCheckErrors bounds how many problems quick_check lists: the first
@@ -235,9 +237,17 @@ func (db *DB) Check(ctx context.Context) error {
 
 // asDamaged turns SQLite's "malformed" or "not a database" into a
 // *DamagedError naming the file.
+//
+// It also makes SQLite's "database or disk is full" say, and match, what a
+// full disk says elsewhere (syscall.ENOSPC): an apply that fills the disk
+// reports it alike whichever write noticed first.
 func (db *DB) asDamaged(err error) error {
 	if isDamage(err) {
 		return &DamagedError{Path: db.path, Detail: oneLine(err.Error()), Err: err}
+	}
+	var se interface{ Code() int }
+	if errors.As(err, &se) && se.Code()&0xff == sqliteFull {
+		return fmt.Errorf("%w: %w", err, syscall.ENOSPC)
 	}
 	return err
 }

@@ -3,8 +3,10 @@ package installed
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -156,5 +158,32 @@ func TestWALDeleted(t *testing.T) {
 				t.Errorf("%d packages, want the 5 checkpointed before", len(s.Packages))
 			}
 		})
+	}
+}
+
+// codeErr is an error with a SQLite result code, as the driver's.
+type codeErr int
+
+func (e codeErr) Error() string { return fmt.Sprintf("sqlite error %d", int(e)) }
+func (e codeErr) Code() int     { return int(e) }
+
+func TestFullIsNoSpace(t *testing.T) {
+	db := &DB{path: "installed.db"}
+	for _, tc := range []struct {
+		err     error
+		noSpace bool
+	}{
+		{codeErr(13), true},       // SQLITE_FULL
+		{codeErr(13 | 256), true}, // an extended code of it
+		{codeErr(5), false},       // SQLITE_BUSY
+		{errors.New("plain"), false},
+	} {
+		got := db.asDamaged(fmt.Errorf("begin: %w", tc.err))
+		if errors.Is(got, syscall.ENOSPC) != tc.noSpace || !errors.Is(got, tc.err) {
+			t.Errorf("%v: %v; want ENOSPC %v, and the error kept", tc.err, got, tc.noSpace)
+		}
+		if tc.noSpace && !strings.Contains(got.Error(), "no space left on device") {
+			t.Errorf("%v: %q does not say the disk is full", tc.err, got)
+		}
 	}
 }

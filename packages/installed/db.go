@@ -172,7 +172,7 @@ func (db *DB) schemaVersion(ctx context.Context) (int, error) {
 func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return db.asDamaged(err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
