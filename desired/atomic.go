@@ -42,10 +42,10 @@ func readForEdit(file string) (path string, src []byte, err error) {
 // The temporary name is hidden and does not end in .hcl, so a loader reading
 // the directory meanwhile never takes it for a state file. The file keeps
 // the mode and, when the process may, the owner of the one it replaces; a
-// new file gets 0644.
-func writeFileAtomic(path string, data []byte) (err error) {
+// new file gets newPerm.
+func writeFileAtomic(path string, data []byte, newPerm fs.FileMode) (err error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	perm, uid, gid := fs.FileMode(0o644), -1, -1
+	perm, uid, gid := newPerm, -1, -1
 	switch fi, err := os.Stat(path); {
 	case err == nil:
 		perm = fi.Mode().Perm()

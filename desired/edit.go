@@ -46,7 +46,7 @@ func AddPackage(file string, name packages.Name, c packages.Constraint) (changed
 	if err != nil || bytes.Equal(out, src) {
 		return false, err
 	}
-	if err := writeFileAtomic(path, out); err != nil {
+	if err := writeFileAtomic(path, out, 0o644); err != nil {
 		return false, fmt.Errorf("add %s to %s: %w", name, file, err)
 	}
 	return true, nil
@@ -69,7 +69,7 @@ func RemovePackage(file string, name packages.Name) (changed bool, err error) {
 	if err != nil || bytes.Equal(out, src) {
 		return false, err
 	}
-	if err := writeFileAtomic(path, out); err != nil {
+	if err := writeFileAtomic(path, out, 0o644); err != nil {
 		return false, fmt.Errorf("remove %s from %s: %w", name, file, err)
 	}
 	return true, nil

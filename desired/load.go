@@ -48,17 +48,8 @@ func Load(path string) (State, error) {
 // are, the state is empty, which is valid. A package declared in two places
 // is an error naming both.
 func LoadMachine(mainFile, dropinDir string) (State, error) {
-	files, err := machineFiles(mainFile, dropinDir)
-	if err != nil {
-		return State{}, err
-	}
-	l := newLoader()
-	for _, f := range files {
-		if err := l.readFile(f); err != nil {
-			return State{}, err
-		}
-	}
-	return l.result()
+	s, _, _, err := LoadMachineMemo(mainFile, dropinDir, Memo{})
+	return s, err
 }
 
 // machineFiles lists the existing state files of a machine, main file first.

@@ -32,7 +32,7 @@ import (
 // caller that holds the packets lock; a memo that is missing, torn or of
 // another program is ignored.
 type Memo struct {
-	// Path is the memo file.
+	// Path is the memo file; "" is no memo (LoadMachine).
 	Path string
 	// Program identifies the decoder, such as the version and the
 	// executable's identity: a memo written by another build is not used.
@@ -62,15 +62,18 @@ func LoadMachineMemo(mainFile, dropinDir string, memo Memo) (s State, wrote bool
 			return State{}, false, nil, fmt.Errorf("desired state: %w", err)
 		}
 	}
-	key := memoKey(memo.Program, files, srcs)
-	if s, ok := readMemo(memo.Path, key); ok {
-		return s, false, nil, nil
+	var key [sha256.Size]byte
+	if memo.Path != "" {
+		key = memoKey(memo.Program, files, srcs)
+		if s, ok := readMemo(memo.Path, key); ok {
+			return s, false, nil, nil
+		}
 	}
 	l := newLoader()
 	for i, f := range files {
 		l.addFile(f, srcs[i])
 	}
-	if s, err = l.result(); err != nil || len(l.diags) > 0 || !memo.Write {
+	if s, err = l.result(); err != nil || len(l.diags) > 0 || !memo.Write || memo.Path == "" {
 		return s, false, nil, err // only a load without a single diagnostic is remembered
 	}
 	if err := writeMemo(memo.Path, key, s); err != nil {
@@ -123,9 +126,11 @@ func readMemo(path string, key [sha256.Size]byte) (State, bool) {
 	return s, true
 }
 
-// writeMemo replaces the memo at path with s under key: a new temporary
-// file beside it, renamed over it. It is not synced: a memo lost or torn by
-// a crash is only a miss, told apart by the payload's hash.
+// writeMemo replaces the memo at path with s under key, as an edit replaces
+// a state file (writeFileAtomic; a new memo is 0600: options may hold what
+// a state file's own mode keeps private), after removing the temporary
+// files a crash left. A memo torn all the same is only a miss, told apart
+// by the payload's hash.
 func writeMemo(path string, key [sha256.Size]byte, s State) error {
 	payload := encodeState(s)
 	sum := sha256.Sum256(payload)
@@ -134,30 +139,15 @@ func writeMemo(path string, key [sha256.Size]byte, s State) error {
 	out = append(out, key[:]...)
 	out = append(out, sum[:]...)
 	out = append(out, payload...)
-	dir, base := filepath.Split(path)
-	pattern := "." + base + ".tmp-*"
-	if stale, _ := filepath.Glob(filepath.Join(dir, pattern)); len(stale) > 0 {
-		for _, p := range stale {
-			os.Remove(p) // a crash's leftovers: the caller is the only writer
-		}
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); err != nil {
+		return err // beside installed.db: never a directory of its own
 	}
-	// A new file (O_EXCL, never a link someone left), mode 0600: options
-	// may hold what a state file's own mode keeps private.
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return err
+	stale, _ := filepath.Glob(filepath.Join(dir, "."+filepath.Base(path)+".tmp-*"))
+	for _, p := range stale {
+		os.Remove(p) // the caller is the only writer (Memo.Write)
 	}
-	_, err = f.Write(out)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return writeFileAtomic(path, out, 0o600)
 }
 
 // encodeState writes s as a list of fields, each string and count a uvarint

@@ -89,31 +89,46 @@ func startDiscovery(ctx context.Context, conn net.PacketConn, targets []*net.UDP
 		defer close(out)
 		defer stop()
 		buf := make([]byte, maxPendingLen+1) // one byte more: a longer datagram is malformed
-		seen := map[netip.AddrPort]bool{}
-		holders, pending := 0, 0
-		for holders < MaxPeers {
+		var t taker
+		for t.holders < MaxPeers {
 			n, addr, err := conn.ReadFrom(buf)
 			if err != nil {
 				return // the window closed, ctx is done, or conn was closed
 			}
-			r, ok := answerFrom(buf[:n], addr, d, ports)
-			key := r.ep
-			if r.pending {
-				key = netip.AddrPortFrom(r.ep.Addr(), 0) // a downloader once per host
+			if r, ok := answerFrom(buf[:n], addr, d, ports); ok && t.take(r) {
+				out <- r // never blocks: the channel holds every answer taken
 			}
-			if !ok || seen[key] || r.pending && pending >= maxPending {
-				continue
-			}
-			seen[key] = true
-			if r.pending {
-				pending++
-			} else {
-				holders++
-			}
-			out <- r // never blocks: the channel holds every answer taken
 		}
 	}()
 	return out, nil
+}
+
+// taker decides which answers to the query for one digest are taken: each
+// peer once, a downloader once per host (whatever port it answers from),
+// at most MaxPeers holders and maxPending downloaders.
+type taker struct {
+	seen             map[netip.AddrPort]bool
+	holders, pending int
+}
+
+func (t *taker) take(r reply) bool {
+	key := r.ep
+	if r.pending {
+		key = netip.AddrPortFrom(r.ep.Addr(), 0)
+	}
+	if t.seen[key] || r.pending && t.pending >= maxPending || !r.pending && t.holders >= MaxPeers {
+		return false
+	}
+	if t.seen == nil {
+		t.seen = map[netip.AddrPort]bool{}
+	}
+	t.seen[key] = true
+	if r.pending {
+		t.pending++
+	} else {
+		t.holders++
+	}
+	return true
 }
 
 // batchReply is a reply to one of a batch of queries.
@@ -162,10 +177,9 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		halted = true
 		conn.SetReadDeadline(time.Now())
 	}
-	type taken struct{ holders, pending int }
-	wanted := make(map[packages.Digest]*taken, len(digests))
+	wanted := make(map[packages.Digest]*taker, len(digests))
 	for _, d := range digests {
-		wanted[d] = &taken{}
+		wanted[d] = &taker{}
 	}
 	ports := map[uint16]bool{}
 	for _, t := range targets {
@@ -177,7 +191,6 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 		defer close(out)
 		defer stop()
 		buf := make([]byte, maxPendingLen+1)
-		seen := map[batchReply]bool{}
 		for {
 			n, addr, err := conn.ReadFrom(buf)
 			if err != nil {
@@ -200,21 +213,8 @@ func startBatchDiscovery(ctx context.Context, conn net.PacketConn, targets []*ne
 				return // the window closed, ctx is done, or conn was closed
 			}
 			r, d, ok := answerFromAny(buf[:n], addr, ports)
-			got := wanted[d]
-			// A downloader counts once per host (address), whatever port
-			// it answers from.
-			key := batchReply{reply: reply{ep: r.ep}, digest: d}
-			if r.pending {
-				key.ep = netip.AddrPortFrom(r.ep.Addr(), 0)
-			}
-			if !ok || got == nil || seen[key] || r.pending && got.pending >= maxPending || !r.pending && got.holders >= MaxPeers {
+			if t := wanted[d]; !ok || t == nil || !t.take(r) {
 				continue
-			}
-			seen[key] = true
-			if r.pending {
-				got.pending++
-			} else {
-				got.holders++
 			}
 			mu.Lock()
 			if sentAll && !halted {

@@ -65,17 +65,40 @@ type Source struct {
 	dflt     *http.Client
 	keyOnce  sync.Once
 	ifaceKey HostKey
-	mu       sync.Mutex
-	banned   map[netip.AddrPort]bool
+	// banned holds the peers that failed: not asked again by this Source.
+	banned peerSet
+	// badFollow holds the downloaders whose download failed us: not
+	// followed again by this Source (they may still hold blobs).
+	badFollow peerSet
+
+	mu sync.Mutex // guards origin and prepared
 	// origin is the peer that completed each blob. A blob asked for again
 	// (its delivery was refused) is forgotten until it completes again.
 	origin map[packages.Digest]netip.AddrPort
 	// prepared is what Prepare learnt of each blob, used (and dropped) by
 	// the blob's first Fetch.
 	prepared map[packages.Digest]*discovery
-	// badFollow holds the downloaders whose download failed us: not
-	// followed again by this Source.
-	badFollow map[netip.AddrPort]bool
+}
+
+// peerSet is a set of peers, safe for concurrent use.
+type peerSet struct {
+	mu sync.Mutex
+	m  map[netip.AddrPort]bool
+}
+
+func (p *peerSet) has(ep netip.AddrPort) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[ep]
+}
+
+func (p *peerSet) add(ep netip.AddrPort) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[netip.AddrPort]bool{}
+	}
+	p.m[ep] = true
 }
 
 // discovery is what the LAN said about one blob: who holds it, in answer
@@ -141,11 +164,11 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 		follows int
 	)
 	answered, err := s.eachPeer(ctx, w.Digest, true, func(ep netip.AddrPort, followed bool) bool {
-		if s.isBanned(ep) {
+		if s.banned.has(ep) {
 			errs = append(errs, fmt.Errorf("peer %s: failed earlier", ep))
 			return false
 		}
-		if followed && (offset+written > 0 || s.followFailed(ep) || follows >= maxFollows) {
+		if followed && (offset+written > 0 || s.badFollow.has(ep) || follows >= maxFollows) {
 			// A download in progress is served from its first byte only;
 			// a peer whose download failed us is not followed again in
 			// this run (it may still hold blobs: it is not banned); and a
@@ -168,9 +191,9 @@ func (s *Source) Fetch(ctx context.Context, w fetch.Want, dst io.Writer, offset 
 			// slow or failing mirror): the peer is not banned for it, and
 			// still serves what it holds. Wrong bytes are banned by finish.
 			if followed {
-				s.markFollowFailed(ep)
+				s.badFollow.add(ep)
 			} else {
-				s.ban(ep)
+				s.banned.add(ep)
 			}
 			s.Config.logger().Debug("LAN peer failed", "peer", ep.String(), "pkg", w.String(), "followed", followed, "err", err)
 			errs = append(errs, fmt.Errorf("peer %s: %w", ep, err))
@@ -210,7 +233,7 @@ func (s *Source) finish(w fetch.Want, h hash.Hash, from []netip.AddrPort) error 
 			// others failed and are banned already; the last one gets a
 			// fresh try alone, from the first byte.
 			if len(from) == 1 {
-				s.ban(from[0])
+				s.banned.add(from[0])
 			}
 			// Logged here: the Fetcher takes the error as "ask again" and
 			// does not report it.
@@ -575,37 +598,6 @@ const maxTransferSeconds = 7 * 24 * 3600
 
 // maxFollows bounds the downloaders one Fetch follows for a blob.
 const maxFollows = 3
-
-// followFailed reports whether following ep failed earlier in this run.
-func (s *Source) followFailed(ep netip.AddrPort) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.badFollow[ep]
-}
-
-func (s *Source) markFollowFailed(ep netip.AddrPort) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.badFollow == nil {
-		s.badFollow = map[netip.AddrPort]bool{}
-	}
-	s.badFollow[ep] = true
-}
-
-func (s *Source) isBanned(ep netip.AddrPort) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.banned[ep]
-}
-
-func (s *Source) ban(ep netip.AddrPort) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.banned == nil {
-		s.banned = map[netip.AddrPort]bool{}
-	}
-	s.banned[ep] = true
-}
 
 // client returns Client, or a shared default one for LAN peers.
 func (s *Source) client() *http.Client {

@@ -279,7 +279,7 @@ func TestSourceHostile(t *testing.T) {
 			if got := w.mirror.requests(); len(got) != 0 {
 				t.Errorf("the mirror was asked: %v", got)
 			}
-			if !src.isBanned(liarEP) {
+			if !src.banned.has(liarEP) {
 				t.Error("the liar is not banned")
 			}
 			if tt.goodRange != nil {

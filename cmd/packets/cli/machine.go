@@ -247,15 +247,16 @@ func (a *App) catalog(ctx context.Context) (*reconcile.MemCatalog, []string, err
 	}
 	defer s.close()
 	var builds []packages.Available
-	for i, ix := range s.indexes {
+	err = s.each(func(repo string, ix *index.Index) error {
 		all, err := ix.All(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
-		}
 		for j := range all {
-			all[j].Repo = s.repos[i]
+			all[j].Repo = repo
 		}
 		builds = append(builds, all...)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return reconcile.NewMemCatalog(s.priority, builds), s.warnings, nil
 }
@@ -299,42 +300,47 @@ func (a *App) allNames(ctx context.Context) ([]packages.Name, error) {
 	}
 	defer s.close()
 	var out []packages.Name
-	for i, ix := range s.indexes {
+	err = s.each(func(_ string, ix *index.Index) error {
 		names, err := ix.Names(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
-		}
 		out = append(out, names...)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
 }
 
+// each calls fn with every index and its repository, in priority order,
+// until one fails; the error names the repository.
+func (s *syncedIndexes) each(fn func(repo string, ix *index.Index) error) error {
+	for i, ix := range s.indexes {
+		if err := fn(s.repos[i], ix); err != nil {
+			return fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
+		}
+	}
+	return nil
+}
+
 // Named implements reconcile.Reacher over every synced index.
 func (s *syncedIndexes) Named(ctx context.Context, names []packages.Name) ([]packages.Available, error) {
 	var out []packages.Available
-	for i, ix := range s.indexes {
+	err := s.each(func(repo string, ix *index.Index) error {
 		got, err := ix.Named(ctx, names)
-		if err != nil {
-			return nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
-		}
 		for j := range got {
-			got[j].Repo = s.repos[i]
+			got[j].Repo = repo
 		}
 		out = append(out, got...)
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
 
 // preload reads every index whole when n names would pick out a good part
 // of it (index.Index.Preload).
 func (s *syncedIndexes) preload(ctx context.Context, n int) error {
-	for i, ix := range s.indexes {
-		if err := ix.Preload(ctx, n); err != nil {
-			return fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
-		}
-	}
-	return nil
+	return s.each(func(_ string, ix *index.Index) error { return ix.Preload(ctx, n) })
 }
 
 // whole returns every build of every index, in priority order, when each
@@ -359,14 +365,12 @@ func (s *syncedIndexes) whole() (builds []packages.Available, ok bool) {
 // FamilyNames implements reconcile.Reacher over every synced index.
 func (s *syncedIndexes) FamilyNames(ctx context.Context, families []packages.Family) ([]packages.Name, error) {
 	var out []packages.Name
-	for i, ix := range s.indexes {
+	err := s.each(func(_ string, ix *index.Index) error {
 		got, err := ix.FamilyNames(ctx, families)
-		if err != nil {
-			return nil, fmt.Errorf("repository %s: %w", repoName(s.repos[i]), err)
-		}
 		out = append(out, got...)
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
 
 // syncedIndexes are the open indexes of the synced repositories.
