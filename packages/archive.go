@@ -16,10 +16,13 @@ import (
 //     anything after the zstd stream, is refused: one archive, one meaning.
 //     PAX global headers, GNU sparse files and every type other than
 //     directory, regular file, symlink and hard link are refused.
-//   - Order: manifest.toml first (at most MaxManifestSize); install.lua and
-//     remove.lua, at most MaxHookSize each, present exactly when [Hooks]
-//     declares them; "data/" and the entries below it. Build writes hooks
-//     before data/ and data/ sorted by path; readers do not require it.
+//   - Order: manifest.toml first (at most MaxManifestSize); SumsFile, if
+//     present, second (at most MaxSumsSize; it must then list exactly the
+//     regular files of data/, see SumsFile); install.lua and remove.lua,
+//     at most MaxHookSize each, present exactly when [Hooks] declares
+//     them; "data/" and the entries below it. Build writes SumsFile, then
+//     hooks, before data/, and data/ sorted by path; readers do not
+//     require the order of the others.
 //   - Names: valid UTF-8, no control or bidirectional formatting
 //     characters, relative, clean, no "..", components of at most 255 bytes,
 //     none starting with TempPrefix, each path once. The "data" directory

@@ -14,6 +14,7 @@ type entryKind uint8
 
 const (
 	kindManifest entryKind = iota + 1
+	kindSums
 	kindInstallHook
 	kindRemoveHook
 	kindDataRoot // the "data" directory itself
@@ -36,6 +37,10 @@ type checker struct {
 	paths    map[string]int // data paths: index into c.Entries, or implicitDir
 	hooks    [2]bool        // install.lua, remove.lua seen
 	data     bool           // "data" directory entry seen
+	// sums is the parsed SumsFile (nil: the archive has none), and
+	// listedFiles the regular files of the archive found in it so far.
+	sums        map[string]Digest
+	listedFiles int
 }
 
 func newChecker(lim Limits) *checker {
@@ -43,7 +48,8 @@ func newChecker(lim Limits) *checker {
 }
 
 // check validates the next header and, for a data entry, appends it to
-// c.Entries (a regular file's Digest is set later by setDigest).
+// c.Entries (a regular file's Digest comes from SumsFile, or is set by
+// setDigest once its content was read).
 func (k *checker) check(hdr *tar.Header) (entryKind, error) {
 	k.count++
 	if k.count > k.lim.MaxEntries {
@@ -69,6 +75,11 @@ func (k *checker) check(hdr *tar.Header) (entryKind, error) {
 			return 0, entryErr(name, "duplicate entry (%s must be the first entry, once)", ManifestFile)
 		}
 		return kindManifest, k.topFile(name, typ, hdr.Size, MaxManifestSize)
+	case name == SumsFile:
+		if k.count != 2 {
+			return 0, entryErr(name, "must be the second entry, right after %s, once", ManifestFile)
+		}
+		return kindSums, k.topFile(name, typ, hdr.Size, MaxSumsSize)
 	case k.c.Manifest == nil:
 		panic("packages: checker used before setManifest") // the reader and the builder parse the manifest first
 	case name == InstallHook:
@@ -87,7 +98,7 @@ func (k *checker) check(hdr *tar.Header) (entryKind, error) {
 	case strings.HasPrefix(name, DataDir+"/"):
 		return kindData, k.dataEntry(name, typ, hdr)
 	}
-	return 0, entryErr(name, "not allowed at the top of an archive (only %s, %s, %s and %s/)", ManifestFile, InstallHook, RemoveHook, DataDir)
+	return 0, entryErr(name, "not allowed at the top of an archive (only %s, %s, %s, %s and %s/)", ManifestFile, SumsFile, InstallHook, RemoveHook, DataDir)
 }
 
 // headerType maps a tar type flag to an EntryType, refusing every other kind

@@ -16,7 +16,8 @@ var fuzzLimits = Limits{MaxEntries: 1000, MaxFileSize: 1 << 20, MaxTotalSize: 4 
 // zstd-compressed (so that the fuzzer, which mostly writes bytes that are
 // not zstd, also explores the tar and entry rules). Inspect must never
 // panic, and whatever it accepts Extract must accept too, with the same
-// contents: the two share one implementation. Seeds: testdata/fuzz and the
+// contents, whether it trusts the archive's SumsFile or not (Inspect
+// checked it): the two share one implementation. Seeds: testdata/fuzz and the
 // archives below.
 func FuzzInspect(f *testing.F) {
 	demo := buildBytes(f, demoSource(f))
@@ -24,6 +25,7 @@ func FuzzInspect(f *testing.F) {
 	f.Add(decompress(f, demo))
 	f.Add(rawTar(f, []te{manifestTE(""), dirTE("data"), symlinkTE("data/l", "x"), fileTE("data/l/f", "x")}, true))
 	f.Add(rawTar(f, []te{manifestTE("[Hooks]\ninstall = \"install.lua\"\n"), fileTE(InstallHook, "x"), fileTE("data/a", "a"), {name: "data/b", typ: '1', link: "data/a"}}, true))
+	f.Add(rawTar(f, []te{manifestTE(""), sumsTE(sumLine("data/a", "a")), fileTE("data/a", "a"), {name: "data/b", typ: '1', link: "data/a"}}, true))
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		f.Fatal(err)
@@ -37,18 +39,20 @@ func FuzzInspect(f *testing.F) {
 				}
 				continue
 			}
-			root, err := os.OpenRoot(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
+			for _, trust := range []bool{false, true} {
+				root, err := os.OpenRoot(t.TempDir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, err := Extract(bytes.NewReader(in), root, ExtractOptions{Limits: fuzzLimits, Dest: "d", Tag: "f", TrustSums: trust})
+				if err != nil {
+					t.Fatalf("Inspect accepted what Extract (TrustSums %v) refuses: %v", trust, err)
+				}
+				if diff := cmp.Diff(c, st.Contents); diff != "" {
+					t.Fatalf("Inspect and Extract (TrustSums %v) disagree (-inspect +extract):\n%s", trust, diff)
+				}
+				root.Close()
 			}
-			st, err := Extract(bytes.NewReader(in), root, ExtractOptions{Limits: fuzzLimits, Dest: "d", Tag: "f"})
-			if err != nil {
-				t.Fatalf("Inspect accepted what Extract refuses: %v", err)
-			}
-			if diff := cmp.Diff(c, st.Contents); diff != "" {
-				t.Fatalf("Inspect and Extract disagree (-inspect +extract):\n%s", diff)
-			}
-			root.Close()
 		}
 	})
 }

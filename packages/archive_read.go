@@ -18,7 +18,8 @@ type sink interface {
 	// entry passed every rule that can be checked at that point. content
 	// holds a regular file's bytes and is nil for other types; the sink
 	// need not read all of it. e is valid only during the call, and a
-	// regular file's Digest is set only after it returns.
+	// regular file's Digest is set before it only when the archive has a
+	// SumsFile (and checked against the content after it, unless trusted).
 	entry(e *Entry, content io.Reader) error
 }
 
@@ -28,12 +29,8 @@ type sink interface {
 // to have checked the archive's size and digest against the signed index
 // first (verify, then parse).
 func Inspect(r io.Reader, lim Limits) (*Contents, error) {
-	return readArchive(r, lim, nil)
+	return readArchive(r, readOptions{lim: lim, ahead: true}, nil)
 }
-
-// decoderConcurrency lets the zstd decoder work one block ahead of the tar
-// reader, so that decompression overlaps writing files; more does not help.
-const decoderConcurrency = 2
 
 // reader streams one archive: zstd, a size cap, tar, and the checker.
 type reader struct {
@@ -42,6 +39,7 @@ type reader struct {
 	br      boundedReader
 	tr      *tar.Reader
 	cr      contentReader
+	trust   bool // take a regular file's digest from SumsFile unchecked
 	buf     []byte
 	sum     []byte
 	lastEnd int64  // stream offset just after the last entry's data
@@ -49,44 +47,74 @@ type reader struct {
 }
 
 // decoders keeps zstd decoders with the default window limit between
-// archives. A decoder allocates a history ring as large as the archive's
-// window (8 MiB for most archives, however small); making and zeroing one
-// per archive was a tenth of the CPU
-// of applying 200 packages. A decoder goes back only after Reset(nil), when
+// archives, one pool per concurrency (index 0: decoding in the reader's
+// goroutine; 1: one block ahead in another). A decoder allocates a history
+// ring as large as the archive's window (8 MiB for most archives, however
+// small); making and zeroing one per archive was a tenth of the CPU of
+// applying 200 packages. A decoder goes back only after Reset(nil), when
 // no goroutine of its last stream is left, so one the pool drops costs
 // nothing but memory.
-var decoders sync.Pool
+var decoders [2]sync.Pool
 
-func getDecoder(r io.Reader, maxWindow uint64) (*zstd.Decoder, error) {
-	if maxWindow == DefaultLimits().MaxWindow {
-		if zr, ok := decoders.Get().(*zstd.Decoder); ok {
+// readOptions says how readArchive reads.
+type readOptions struct {
+	lim Limits
+	// trust takes the digests SumsFile lists without hashing the files
+	// (ExtractOptions.TrustSums).
+	trust bool
+	// ahead decompresses one block ahead of the tar reader in another
+	// goroutine, so that decompression overlaps writing files: worth it
+	// for an archive read alone, not when every core is already reading
+	// one (ExtractOptions.Parallel), where the handing over only costs.
+	ahead bool
+}
+
+func (o readOptions) pool() *sync.Pool {
+	if o.lim.MaxWindow != DefaultLimits().MaxWindow {
+		return nil
+	}
+	if o.ahead {
+		return &decoders[1]
+	}
+	return &decoders[0]
+}
+
+func getDecoder(r io.Reader, o readOptions) (*zstd.Decoder, error) {
+	if pool := o.pool(); pool != nil {
+		if zr, ok := pool.Get().(*zstd.Decoder); ok {
 			if err := zr.Reset(r); err == nil {
 				return zr, nil
 			}
 			zr.Close()
 		}
 	}
-	return zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxWindow), zstd.WithDecoderConcurrency(decoderConcurrency))
+	concurrency := 1
+	if o.ahead {
+		concurrency = 2 // more does not help: the tar reader is the bottleneck
+	}
+	return zstd.NewReader(r, zstd.WithDecoderMaxWindow(o.lim.MaxWindow), zstd.WithDecoderConcurrency(concurrency))
 }
 
-func putDecoder(zr *zstd.Decoder, maxWindow uint64) {
-	if maxWindow != DefaultLimits().MaxWindow || zr.Reset(nil) != nil {
+func putDecoder(zr *zstd.Decoder, o readOptions) {
+	pool := o.pool()
+	if pool == nil || zr.Reset(nil) != nil {
 		zr.Close()
 		return
 	}
-	decoders.Put(zr)
+	pool.Put(zr)
 }
 
 // readArchive is the one implementation behind Inspect and Extract. A nil
 // sink only validates.
-func readArchive(r io.Reader, lim Limits, s sink) (*Contents, error) {
-	k := newChecker(lim)
-	zr, err := getDecoder(r, k.lim.MaxWindow)
+func readArchive(r io.Reader, o readOptions, s sink) (*Contents, error) {
+	k := newChecker(o.lim)
+	o.lim = k.lim
+	zr, err := getDecoder(r, o)
 	if err != nil {
 		return nil, fmt.Errorf("zstd reader: %w", err)
 	}
-	defer putDecoder(zr, k.lim.MaxWindow)
-	rd := &reader{k: k, s: s, br: boundedReader{r: zr, max: k.lim.MaxTotalSize}, buf: make([]byte, 64<<10)}
+	defer putDecoder(zr, o)
+	rd := &reader{k: k, s: s, br: boundedReader{r: zr, max: k.lim.MaxTotalSize}, trust: o.trust, buf: make([]byte, 64<<10)}
 	rd.cr.h = sha256.New()
 	rd.tr = tar.NewReader(&rd.br)
 	for {
@@ -130,6 +158,16 @@ func (rd *reader) entry(hdr *tar.Header) error {
 			return wrapEntryErr(ManifestFile, err)
 		}
 		rd.k.setManifest(m)
+	case kindSums:
+		b, err := rd.small(hdr)
+		if err != nil {
+			return err
+		}
+		sums, err := parseSums(b, rd.k.lim.MaxNameLen)
+		if err != nil {
+			return err
+		}
+		rd.k.setSums(sums)
 	case kindInstallHook:
 		b, err := rd.small(hdr)
 		rd.k.c.InstallHook = b
@@ -154,7 +192,8 @@ func (rd *reader) small(hdr *tar.Header) ([]byte, error) {
 }
 
 // data hands a data entry to the sink and, for a regular file, makes sure
-// that all of its bytes were read and hashed.
+// that all of its bytes were read and, unless its listed digest is
+// trusted, hashed: to set its digest, or to check the one listed.
 func (rd *reader) data(e *Entry) error {
 	if e.Type != TypeFile {
 		if rd.s == nil {
@@ -162,7 +201,8 @@ func (rd *reader) data(e *Entry) error {
 		}
 		return wrapEntryErr(e.Path, rd.s.entry(e, nil))
 	}
-	rd.cr.reset(rd.tr)
+	listed := rd.k.sums != nil
+	rd.cr.reset(rd.tr, !listed || !rd.trust)
 	if rd.s != nil {
 		if err := rd.s.entry(e, &rd.cr); err != nil {
 			if rd.cr.err != nil && rd.cr.err != io.EOF {
@@ -180,10 +220,18 @@ func (rd *reader) data(e *Entry) error {
 	if rd.cr.n != e.Size {
 		return entryErr(e.Path, "truncated: %d of %d bytes", rd.cr.n, e.Size)
 	}
+	if !rd.cr.hashing {
+		return nil
+	}
 	var d Digest
 	rd.sum = rd.cr.h.Sum(rd.sum[:0]) // into a reused slice: d[:0] would escape, one allocation per file
 	copy(d[:], rd.sum)
-	rd.k.setDigest(d)
+	switch {
+	case !listed:
+		rd.k.setDigest(d)
+	case d != e.Digest:
+		return entryErr(e.Path, "content does not match its digest in %s (%s, listed %s)", SumsFile, d.Short(), e.Digest.Short())
+	}
 	return nil
 }
 
@@ -261,19 +309,22 @@ func (b *boundedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// contentReader hashes and counts a regular file's bytes
+// contentReader counts and, when hashing, hashes a regular file's bytes
 // as they are read, and remembers the first error of the stream (as opposed
 // to the sink's).
 type contentReader struct {
-	r   io.Reader
-	h   hash.Hash
-	n   int64
-	err error
+	r       io.Reader
+	h       hash.Hash
+	hashing bool
+	n       int64
+	err     error
 }
 
-func (c *contentReader) reset(r io.Reader) {
-	c.r, c.n, c.err = r, 0, nil
-	c.h.Reset()
+func (c *contentReader) reset(r io.Reader, hashing bool) {
+	c.r, c.n, c.err, c.hashing = r, 0, nil, hashing
+	if hashing {
+		c.h.Reset()
+	}
 }
 
 func (c *contentReader) Read(p []byte) (int, error) {
@@ -281,7 +332,9 @@ func (c *contentReader) Read(p []byte) (int, error) {
 		return 0, c.err
 	}
 	n, err := c.r.Read(p)
-	c.h.Write(p[:n])
+	if c.hashing {
+		c.h.Write(p[:n])
+	}
 	c.n += int64(n)
 	c.err = err
 	return n, err

@@ -65,6 +65,9 @@ func (k *checker) dataEntry(name string, typ EntryType, hdr *tar.Header) error {
 	case TypeHardlink:
 		err = k.hardlink(&e, hdr.Linkname)
 	}
+	if err == nil {
+		err = k.listed(&e)
+	}
 	if err != nil {
 		return err
 	}
@@ -156,7 +159,7 @@ func (k *checker) hardlink(e *Entry, target string) error {
 }
 
 // finish checks what can only be known at the end: declared hooks and
-// [Files] paths are present.
+// [Files] paths are present, and SumsFile lists no path the archive lacks.
 func (k *checker) finish() (*Contents, error) {
 	if k.count == 0 || k.c.Manifest == nil {
 		return nil, entryErr("", "empty archive (no %s)", ManifestFile)
@@ -177,6 +180,9 @@ func (k *checker) finish() (*Contents, error) {
 				return nil, entryErr(p, "declared in the manifest's [Files] %s but not a regular file of the archive", f.field)
 			}
 		}
+	}
+	if err := k.unlisted(); err != nil {
+		return nil, err
 	}
 	return &k.c, nil
 }

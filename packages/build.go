@@ -34,7 +34,8 @@ var epoch = time.Unix(0, 0)
 // may hold a partial archive after an error; BuildFile never leaves one).
 //
 // The archive is deterministic: manifest.toml first (its bytes as written),
-// then install.lua and remove.lua, then data/ and its entries sorted by path;
+// then SumsFile, install.lua and remove.lua, then data/ and its entries
+// sorted by path;
 // mtime 0, uid/gid 0, no user or group names; permission bits from the
 // source (setuid/setgid only where [Files] setuid allows, sticky only on
 // directories); symlinks as symlinks; files that share an inode as hard
@@ -106,8 +107,13 @@ func buildFrom(src *os.Root, w io.Writer) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	// 2. The data tree, sorted, with hard links found.
+	// 2. The data tree, sorted, with hard links found, and the digests of
+	// its regular files.
 	data, err := sourceData(src)
+	if err != nil {
+		return nil, err
+	}
+	sums, err := sourceSums(src, data)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +124,7 @@ func buildFrom(src *os.Root, w io.Writer) (*Manifest, error) {
 	}
 	bw := &archiveWriter{k: newChecker(DefaultLimits()), src: src, cw: countingWriter{w: zw}}
 	bw.tw = tar.NewWriter(&bw.cw)
-	if err := bw.writeAll(m, manifest, hooks, data); err != nil {
+	if err := bw.writeAll(m, manifest, sums, hooks, data); err != nil {
 		zw.Close()
 		return nil, err
 	}

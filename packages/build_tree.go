@@ -2,6 +2,7 @@ package packages
 
 import (
 	"archive/tar"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -114,11 +115,21 @@ type archiveWriter struct {
 	buf []byte
 }
 
-func (bw *archiveWriter) writeAll(m *Manifest, manifest []byte, hooks map[string][]byte, data []*tar.Header) error {
+func (bw *archiveWriter) writeAll(m *Manifest, manifest, sums []byte, hooks map[string][]byte, data []*tar.Header) error {
 	if err := bw.small(ManifestFile, manifest); err != nil {
 		return err
 	}
 	bw.k.setManifest(m)
+	// The list goes through the reader's parser, so that the builder
+	// refuses what the reader would refuse.
+	if err := bw.small(SumsFile, sums); err != nil {
+		return err
+	}
+	listed, err := parseSums(sums, bw.k.lim.MaxNameLen)
+	if err != nil {
+		return err
+	}
+	bw.k.setSums(listed)
 	for _, h := range []string{InstallHook, RemoveHook} {
 		if b, ok := hooks[h]; ok {
 			if err := bw.small(h, b); err != nil {
@@ -137,7 +148,7 @@ func (bw *archiveWriter) writeAll(m *Manifest, manifest []byte, hooks map[string
 			}
 		}
 	}
-	_, err := bw.k.finish()
+	_, err = bw.k.finish()
 	return err
 }
 
@@ -158,20 +169,60 @@ func (bw *archiveWriter) small(name string, b []byte) error {
 	return err
 }
 
-// content copies a regular file, which must still have the size it had
-// when the tree was walked.
+// content copies a regular file, which must still have the size and the
+// digest it had when the tree was walked and listed.
 func (bw *archiveWriter) content(hdr *tar.Header) error {
-	f, err := bw.src.Open(hdr.Name)
+	d, n, err := copyFile(bw.src, hdr, bw.tw, bw.buf)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	n, err := io.CopyBuffer(bw.tw, io.LimitReader(f, hdr.Size), bw.buf)
-	if err != nil {
-		return err
-	}
-	if more, _ := f.Read(bw.buf[:1]); n != hdr.Size || more > 0 {
+	if n != hdr.Size || d != bw.k.sums[hdr.Name] {
 		return errChanged
 	}
 	return nil
+}
+
+// sourceSums hashes the regular files of data, in order, into a SumsFile.
+func sourceSums(src *os.Root, data []*tar.Header) ([]byte, error) {
+	var (
+		paths   []string
+		digests []Digest
+		buf     = make([]byte, 64<<10)
+	)
+	for _, hdr := range data {
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		d, n, err := copyFile(src, hdr, io.Discard, buf)
+		if err == nil && n != hdr.Size {
+			err = errChanged
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+		paths, digests = append(paths, hdr.Name), append(digests, d)
+	}
+	return formatSums(paths, digests), nil
+}
+
+// copyFile copies the regular file hdr names to w and returns its digest
+// and how many bytes it holds, up to one more than hdr.Size (a file that
+// grew).
+func copyFile(src *os.Root, hdr *tar.Header, w io.Writer, buf []byte) (Digest, int64, error) {
+	var d Digest
+	f, err := src.Open(hdr.Name)
+	if err != nil {
+		return d, 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(f, hdr.Size), buf)
+	if err != nil {
+		return d, n, err
+	}
+	if more, _ := f.Read(buf[:1]); more > 0 {
+		n++
+	}
+	h.Sum(d[:0])
+	return d, n, nil
 }

@@ -17,6 +17,18 @@ type ExtractOptions struct {
 	Limits Limits // zero fields mean DefaultLimits
 	Dest   string // root-relative dir the data/ tree goes to, e.g. "opt/packets/htop/data"
 	Tag    string // unique per extraction, e.g. "tx42-3"; part of every temp name: 1-32 of [A-Za-z0-9_-]
+	// TrustSums takes the digests of the files the archive's SumsFile
+	// lists without hashing them. Set it only for an archive whose own
+	// digest matched a signed index: its signer ran `repo index`, which
+	// refuses an archive whose list does not match its files (Inspect).
+	// Unset, a listed file whose content differs is refused.
+	TrustSums bool
+	// Parallel says that the caller runs other extractions at the same
+	// time, about one per core: this one then decompresses in the calling
+	// goroutine, rather than a block ahead in another goroutine, which
+	// then only contends for the cores (3% more CPU for 200 packages on
+	// two cores; 10% less time for one package alone).
+	Parallel bool
 }
 
 // StagedFile is one data entry staged by Extract. Final and Temp are
@@ -87,7 +99,7 @@ func Extract(r io.Reader, root *os.Root, opt ExtractOptions) (*Staged, error) {
 	if err == nil {
 		x.below = newDirs(root, x.at(opt.Dest))
 		x.below.umask = currentUmask() // once per archive: Publish creates nothing
-		c, err = readArchive(r, opt.Limits, x)
+		c, err = readArchive(r, readOptions{lim: opt.Limits, trust: opt.TrustSums, ahead: !opt.Parallel}, x)
 		x.below.close()
 	}
 	if err != nil {

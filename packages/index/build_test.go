@@ -1,7 +1,10 @@
 package index
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +13,7 @@ import (
 
 	"aead.dev/minisign"
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"github.com/packets-dev/packets/packages"
@@ -206,6 +210,15 @@ func TestBuildRepoRefuses(t *testing.T) {
 		},
 		want: []string{`packages/htop 3.tar.zst: rename it`},
 	}, {
+		// The index vouches for each archive's sha256sums (installs trust
+		// it unhashed), so it refuses one that does not match the files.
+		name: "a sha256sums that lies",
+		setup: func(t *testing.T, r *repoFixture) {
+			name, _ := r.add(t, specHtop)
+			lieAboutSums(t, filepath.Join(r.dir, PackagesDir, name))
+		},
+		want: []string{"packages/htop-3.3.0.tar.zst: ", "content does not match its digest in sha256sums"},
+	}, {
 		name: "no packages directory",
 		setup: func(t *testing.T, r *repoFixture) {
 			os.Remove(filepath.Join(r.dir, "packages"))
@@ -302,4 +315,60 @@ func openIndex(t *testing.T, p string) *Index {
 	}
 	t.Cleanup(func() { ix.Close() })
 	return ix
+}
+
+// lieAboutSums rewrites the archive at p with the first digest of its
+// sha256sums changed, everything else as it was.
+func lieAboutSums(t *testing.T, p string) {
+	t.Helper()
+	in, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var out bytes.Buffer
+	zw, err := zstd.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, tw := tar.NewReader(zr), tar.NewWriter(zw)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == packages.SumsFile {
+			if body[0] == '0' { // another hex digit
+				body[0] = '1'
+			} else {
+				body[0] = '0'
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -69,9 +69,11 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	}
 	// Every connection of the pool gets these: WAL so readers never block
 	// the writer, FULL so a commit is on disk when it returns (DESIGN §8),
-	// and IMMEDIATE transactions so two writers queue on busy_timeout
-	// instead of deadlocking on a lock upgrade.
-	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate",
+	// IMMEDIATE transactions so two writers queue on busy_timeout
+	// instead of deadlocking on a lock upgrade, and temporary storage in
+	// memory: a cold apply of 200 packages (30,000 file rows in one
+	// statement journal) otherwise wrote 14 MB to a file in /var/tmp.
+	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate&_pragma=temp_store(2)",
 		path, busy.Milliseconds())
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {

@@ -141,7 +141,7 @@ func TestSchemaVersionMatchesMigrations(t *testing.T) {
 
 func TestOpenSetsPragmas(t *testing.T) {
 	db := openTestDB(t)
-	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1"} {
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "temp_store": "2"} {
 		var got string
 		if err := db.sql.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil {
 			t.Fatal(err)

@@ -565,6 +565,15 @@ func TestStageRefusesHostileArchive(t *testing.T) {
 // and then an entry named bad, and returns its path.
 func hostileArchive(t *testing.T, p *Package, bad string) string {
 	t.Helper()
+	return handArchive(t, p, [2]string{"data/bin/htop", "a good file first"},
+		[2]string{"data/share/doc/README", "and another"}, [2]string{bad, "root::0:0::/:/bin/sh\n"})
+}
+
+// handArchive writes an archive as a tar tool would, with no SumsFile:
+// p's manifest, data/ and data/bin/, then files (archive path, content) in
+// the order given. It returns its path.
+func handArchive(t *testing.T, p *Package, files ...[2]string) string {
+	t.Helper()
 	var buf bytes.Buffer
 	zw, err := zstd.NewWriter(&buf)
 	must(t, err)
@@ -578,14 +587,43 @@ func hostileArchive(t *testing.T, p *Package, bad string) string {
 	add(packages.ManifestFile, tar.TypeReg, string(man.Encode()))
 	add("data/", tar.TypeDir, "")
 	add("data/bin/", tar.TypeDir, "")
-	add("data/bin/htop", tar.TypeReg, "a good file first")
-	add("data/share/doc/README", tar.TypeReg, "and another")
-	add(bad, tar.TypeReg, "root::0:0::/:/bin/sh\n")
+	for _, f := range files {
+		add(f[0], tar.TypeReg, f[1])
+	}
 	must(t, tw.Close())
 	must(t, zw.Close())
-	out := filepath.Join(t.TempDir(), "hostile.tar.zst")
+	out := filepath.Join(t.TempDir(), "hand.tar.zst")
 	must(t, os.WriteFile(out, buf.Bytes(), 0o644))
 	return out
+}
+
+// An archive without a SumsFile (built by a packets before it, or by
+// hand) installs as it always did: each file hashed as it is written, so
+// that installed.db records what is on disk.
+func TestInstallArchiveWithoutSums(t *testing.T) {
+	m := newMachine(t)
+	listed := htopV2(m)
+	files := map[string]string{"data/bin/htop": "htop, by hand", "data/share/doc/README": "read me"}
+	m.cache[listed.Digest] = handArchive(t, listed, [2]string{"data/bin/htop", files["data/bin/htop"]},
+		[2]string{"data/share/doc/README", files["data/share/doc/README"]})
+	m.mustApply(m.install(listed))
+	got, err := m.db.Files(t.Context(), "htop")
+	must(t, err)
+	hashed := 0
+	for _, f := range got {
+		for p, body := range files {
+			if strings.HasSuffix(f.Path, "/"+p) {
+				hashed++
+				if f.Digest != packages.SumBytes([]byte(body)) {
+					t.Errorf("%s: recorded digest %s, want the content's", f.Path, f.Digest.Short())
+				}
+			}
+		}
+	}
+	if hashed != len(files) {
+		t.Errorf("%d of the %d files recorded: %+v", hashed, len(files), got)
+	}
+	m.verifyClean()
 }
 
 // PostHooks hands each install hook over before it reads the result of the

@@ -125,8 +125,9 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool,
 		mu    sync.Mutex
 		first error
 	)
+	parallel := min(runtime.GOMAXPROCS(0), len(todo)) > 1 // as many as forEach runs
 	err := forEach(ctx, len(todo), func(i int) error {
-		err := db.stage(sctx, l, todo[i], check)
+		err := db.stage(sctx, l, todo[i], check, parallel)
 		if err == nil && staged != nil {
 			err = staged(todo[i])
 		}
@@ -154,8 +155,9 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool,
 // stage extracts c's archive to temps tagged with c's current tag, reading
 // it once: Extract validates every entry as it goes and returns what
 // Inspect would. check is false when rolling forward, where the finals are
-// already half new.
-func (db *DB) stage(ctx context.Context, l *Layout, c *change, check bool) error {
+// already half new; parallel says that other archives are extracted at the
+// same time.
+func (db *DB) stage(ctx context.Context, l *Layout, c *change, check, parallel bool) error {
 	if c.Wait != nil {
 		source, err := c.Wait(ctx)
 		if err != nil {
@@ -168,9 +170,11 @@ func (db *DB) stage(ctx context.Context, l *Layout, c *change, check bool) error
 		return err
 	}
 	staged, err := packages.Extract(rc, l.Root, packages.ExtractOptions{
-		Limits: l.limits(),
-		Dest:   rel(path.Join(c.New.DataDir, packages.DataDir)),
-		Tag:    c.row.tag,
+		Limits:    l.limits(),
+		Dest:      rel(path.Join(c.New.DataDir, packages.DataDir)),
+		Tag:       c.row.tag,
+		TrustSums: true, // Open's bytes matched the signed index
+		Parallel:  parallel,
 	})
 	rc.Close()
 	if err != nil {

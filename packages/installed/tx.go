@@ -25,8 +25,10 @@ type Change struct {
 	// description, dependencies, hooks, installed size and data dir from
 	// the archive and the Layout.
 	New *Package
-	// Open returns the verified archive bytes of New, from the cache. It
-	// may be called more than once (Stage, then recovery).
+	// Open returns the archive bytes of New, from the cache, verified
+	// against the signed index: Stage takes the digests of the archive's
+	// SumsFile as they are (packages.ExtractOptions.TrustSums). It may be
+	// called more than once (Stage, then recovery).
 	Open func() (io.ReadCloser, error)
 	// Wait, when not nil, is called by Stage before Open: it blocks until
 	// the archive is in the cache (the caller fetches it while other
