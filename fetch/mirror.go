@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/packets-dev/packets/packages"
@@ -212,6 +213,9 @@ func statusError(resp *http.Response) error {
 // sniffLen is how much of a body is looked at to tell an HTML page.
 const sniffLen = 512
 
+// copyBufs keeps copyBody's buffers (io.Copy's size) between downloads.
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
 // copyBody copies the rest of blob w, w.Size-offset bytes, from resp to dst,
 // then makes sure the body ends there.
 func copyBody(dst io.Writer, resp *http.Response, w Want, offset int64) (int64, error) {
@@ -233,8 +237,14 @@ func copyBody(dst io.Writer, resp *http.Response, w Want, offset int64) (int64, 
 			return n, err
 		}
 	}
-	c, err := io.CopyN(dst, resp.Body, want-n)
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	rest := want - n
+	c, err := io.CopyBuffer(dst, io.LimitReader(resp.Body, rest), buf[:])
 	n += c
+	if err == nil && c < rest {
+		err = io.EOF
+	}
 	if errors.Is(err, io.EOF) {
 		return n, fmt.Errorf("GET %s: body ended after %d of %d bytes%s: %w",
 			u, offset+n, size, lengthNote(resp, want), io.ErrUnexpectedEOF)

@@ -47,7 +47,7 @@ func openPart(path string, w Want) (*part, error) {
 	st, err := f.Stat()
 	if err == nil && st.Size() > w.Size {
 		err = p.reset() // cannot be a prefix of the blob
-	} else if err == nil {
+	} else if err == nil && st.Size() > 0 { // resume: hash what is held
 		p.n, err = io.Copy(p.h, f)
 	}
 	if err != nil {

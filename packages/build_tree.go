@@ -125,7 +125,7 @@ func (bw *archiveWriter) writeAll(m *Manifest, manifest, sums []byte, hooks map[
 	if err := bw.small(SumsFile, sums); err != nil {
 		return err
 	}
-	listed, err := parseSums(sums, bw.k.lim.MaxNameLen)
+	listed, err := parseSums(sums, bw.k.lim)
 	if err != nil {
 		return err
 	}

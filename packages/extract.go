@@ -39,6 +39,9 @@ type StagedFile struct {
 	Final string
 	Temp  string
 	MTime time.Time // a regular file's modification time once written: Publish's rename keeps it
+	// Moded is set for a directory Extract created with the archive's mode
+	// (owner rwx, no special bits), which Publish then leaves as it is.
+	Moded bool
 }
 
 // Staged is the result of Extract: every data entry staged, ready to
@@ -91,8 +94,10 @@ func Extract(r io.Reader, root *os.Root, opt ExtractOptions) (*Staged, error) {
 	x := &extractor{
 		root: root, dest: opt.Dest, tag: opt.Tag, st: &Staged{},
 		dirs: map[string]bool{}, made: map[string]string{},
-		buf: make([]byte, 64<<10),
 	}
+	buf := getBuf()
+	defer putBuf(buf)
+	x.buf = buf[:]
 	x.st.Dest = opt.Dest
 	err := x.makeDest()
 	var c *Contents
@@ -204,13 +209,14 @@ func (x *extractor) final(p string) string {
 // ensureDir makes dir, below Dest, a real directory: an existing one must
 // not be a symlink, so that nothing is ever written through one.
 // New directories get perm, and at least owner rwx until Publish gives
-// directories from the archive their own mode.
-func (x *extractor) ensureDir(dir string, perm fs.FileMode) error {
+// directories from the archive their own mode. It reports whether it
+// made dir.
+func (x *extractor) ensureDir(dir string, perm fs.FileMode) (made bool, err error) {
 	if x.dirs[dir] {
-		return nil
+		return false, nil
 	}
-	if err := x.ensureDir(path.Dir(dir), 0o755); err != nil {
-		return err
+	if _, err := x.ensureDir(path.Dir(dir), 0o755); err != nil {
+		return false, err
 	}
 	kind, err := fs.FileMode(0), fs.ErrNotExist // nothing exists in a tree staged whole but what Extract made
 	if x.top == "" {
@@ -219,31 +225,34 @@ func (x *extractor) ensureDir(dir string, perm fs.FileMode) error {
 	switch {
 	case err == nil && kind == fs.ModeDir:
 	case err == nil:
-		return fmt.Errorf("%s exists and is not a directory", dir)
+		return false, fmt.Errorf("%s exists and is not a directory", dir)
 	case errors.Is(err, fs.ErrNotExist):
 		if err := x.below.mkdir(x.at(dir), perm|0o700); err != nil {
-			return err
+			return false, err
 		}
 		x.st.NewDirs = append(x.st.NewDirs, dir)
+		made = true
 	default:
-		return err
+		return false, err
 	}
 	x.dirs[dir] = true
-	return nil
+	return made, nil
 }
 
 // entry stages one data entry (the sink method readArchive calls).
 func (x *extractor) entry(e *Entry, content io.Reader) error {
 	final := x.final(e.Path)
 	if e.Type == TypeDir {
-		if err := x.ensureDir(final, e.Mode.Perm()); err != nil {
+		made, err := x.ensureDir(final, e.Mode.Perm())
+		if err != nil {
 			return err
 		}
-		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final})
+		moded := made && e.Mode == e.Mode.Perm()|0o700
+		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Moded: moded})
 		return nil
 	}
 	dir := path.Dir(final)
-	if err := x.ensureDir(dir, 0o755); err != nil {
+	if _, err := x.ensureDir(dir, 0o755); err != nil {
 		return err
 	}
 	temp, at := "", x.at(final)

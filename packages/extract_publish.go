@@ -11,9 +11,9 @@ import (
 // Publish puts the staged tree in place: a tree staged whole by renaming
 // TopTemp to Top (refused if Top appeared meanwhile), otherwise by renaming
 // every temporary over its final name, in archive order; then it gives the
-// archive's directories their modes (deepest first). Call it after SyncFS
-// made the staged files durable, and call SyncFS again after it to make the
-// renames durable.
+// archive's directories their modes (deepest first), unless Extract made
+// them so (StagedFile.Moded). Call it after SyncFS made the staged files
+// durable, and call SyncFS again after it to make the renames durable.
 //
 // skip, when not nil, is asked about each non-directory: it returns
 // (dst, true) to publish the file at root-relative dst instead of Final
@@ -59,7 +59,7 @@ func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bo
 		}
 	}
 	for i := len(s.Files) - 1; i >= 0; i-- {
-		if f := s.Files[i]; f.Type == TypeDir {
+		if f := s.Files[i]; f.Type == TypeDir && !f.Moded {
 			if err := c.chmodDir(f.Final, f.Mode); err != nil {
 				return fmt.Errorf("publish %s: %w", f.Final, err)
 			}

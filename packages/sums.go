@@ -60,9 +60,14 @@ func formatSums(paths []string, digests []Digest) []byte {
 }
 
 // parseSums parses a SumsFile, accepting only the one spelling formatSums
-// writes, paths that pass the archive's name rules below data/, each once.
-func parseSums(b []byte, maxNameLen int) (map[string]Digest, error) {
-	sums := make(map[string]Digest, bytes.Count(b, []byte{'\n'}))
+// writes, paths that pass the archive's name rules below data/, each once,
+// and no more of them than an archive may have entries.
+func parseSums(b []byte, lim Limits) (map[string]Digest, error) {
+	lines := bytes.Count(b, []byte{'\n'})
+	if lines > lim.MaxEntries {
+		return nil, &EntryError{Path: SumsFile, Reason: fmt.Sprintf("lists %d files, more than the %d entries allowed", lines, lim.MaxEntries), Err: ErrTooLarge}
+	}
+	sums := make(map[string]Digest, lines)
 	prev := ""
 	for n := 1; len(b) > 0; n++ {
 		line, rest, ok := bytes.Cut(b, []byte{'\n'})
@@ -72,7 +77,7 @@ func parseSums(b []byte, maxNameLen int) (map[string]Digest, error) {
 		b = rest
 		p, d, reason := parseSumsLine(line)
 		if reason == "" {
-			reason = checkPath(p, maxNameLen)
+			reason = checkPath(p, lim.MaxNameLen)
 		}
 		switch {
 		case reason != "":
@@ -140,8 +145,15 @@ func sumsErr(n int, p, reason string) *EntryError {
 }
 
 // setSums records the parsed SumsFile: from then on every regular file
-// must be listed, and nothing else may be.
-func (k *checker) setSums(sums map[string]Digest) { k.sums = sums }
+// must be listed, and nothing else may be. It comes before any data
+// entry, so it also sizes the entry list for the files it announces.
+func (k *checker) setSums(sums map[string]Digest) {
+	k.sums = sums
+	if n := min(len(sums)+len(sums)/4, k.lim.MaxEntries); len(k.c.Entries) == 0 && n > 0 { // and some directories
+		k.c.Entries = make([]Entry, 0, n)
+		k.paths = make(map[string]int, n)
+	}
+}
 
 // listed matches data entry e against SumsFile, when the archive has one:
 // a regular file takes its digest from the list (checked against its

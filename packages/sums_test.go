@@ -102,6 +102,7 @@ func TestSumsRefused(t *testing.T) {
 		wantPath string
 		want     string
 		wantErr  error
+		lim      Limits
 		trusted  bool // TrustSums lets it through: only the content check refuses it
 	}{
 		{name: "after data/", entries: []te{m, dirTE("data"), sumsTE()},
@@ -112,6 +113,8 @@ func TestSumsRefused(t *testing.T) {
 			wantPath: SumsFile, want: "must be a regular file"},
 		{name: "too large", entries: []te{m, {name: SumsFile, size: MaxSumsSize + 1}},
 			wantPath: SumsFile, want: "larger than the", wantErr: ErrTooLarge},
+		{name: "more files than entries", entries: []te{m, sumsTE(sumLine("data/a", ""), sumLine("data/b", ""), sumLine("data/c", ""), fLine), f},
+			lim: Limits{MaxEntries: 3}, wantPath: SumsFile, want: "lists 4 files, more than the 3 entries allowed", wantErr: ErrTooLarge},
 		{name: "a file it does not list", entries: []te{m, sumsTE(fLine), f, g},
 			wantPath: "data/g", want: "does not list"},
 		{name: "a file the archive lacks", entries: []te{m, sumsTE(fLine, gLine), f},
@@ -160,7 +163,7 @@ func TestSumsRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			archive := hostile(t, tt.entries...)
-			_, err := Inspect(bytes.NewReader(archive), Limits{})
+			_, err := Inspect(bytes.NewReader(archive), tt.lim)
 			wantEntryError(t, err, tt.wantPath, tt.want)
 			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Errorf("Inspect: %v, want it to match %v", err, tt.wantErr)
@@ -168,7 +171,7 @@ func TestSumsRefused(t *testing.T) {
 			for _, trust := range []bool{false, true} {
 				s := newSandbox(t)
 				before := snapshot(t, s.outer)
-				_, err := Extract(bytes.NewReader(archive), s.root, ExtractOptions{Dest: testDest, Tag: "tx1", TrustSums: trust})
+				_, err := Extract(bytes.NewReader(archive), s.root, ExtractOptions{Limits: tt.lim, Dest: testDest, Tag: "tx1", TrustSums: trust})
 				if trust && tt.trusted {
 					if err != nil {
 						t.Errorf("Extract trusting the list: %v", err)
@@ -233,7 +236,7 @@ func FuzzParseSums(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte(sumLine("data/b", "") + sumLine("data/a", "")))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sums, err := parseSums(b, fuzzLimits.MaxNameLen)
+		sums, err := parseSums(b, fuzzLimits)
 		if err != nil {
 			if _, ok := err.(*EntryError); !ok {
 				t.Fatalf("error %T is not an *EntryError: %v", err, err)
