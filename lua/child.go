@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -18,8 +19,16 @@ import (
 // child first writes a hello, then for each request line it runs the hook
 // and writes one response line. It never writes anything else to stdout; the
 // Lua print goes into the response.
+//
+// Claims: a path a hook of the session created belongs to that hook's
+// package from then on, for the hooks after it, although packets records
+// it only once they have all run (and the next request is written before
+// the result it depends on is read). The child keeps the claims of the
+// hooks it ran and protects them from every other package's hooks; a
+// child started after a kill gets the claims the session read so far with
+// its first request.
 const (
-	protocolVersion = 1
+	protocolVersion = 2
 	maxMessageBytes = 64 << 20
 	// memoryPoll is how often the child samples its heap while a hook runs.
 	memoryPoll = 5 * time.Millisecond
@@ -32,6 +41,9 @@ type hello struct {
 type request struct {
 	Hook   Hook   `json:"hook"`
 	Limits Limits `json:"limits"`
+	// Claims seeds a child's claims (machine path -> package) with those
+	// of hooks that ran in an earlier child of the session.
+	Claims map[string]string `json:"claims,omitempty"`
 }
 
 type response struct {
@@ -106,6 +118,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes)
 	var memory uint64 // the limit in force; a session sends the same every time
+	claims := claims{}
 	for sc.Scan() {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -114,6 +127,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			return fmt.Errorf("read hook request: %w", err)
 		}
+		maps.Copy(claims, req.Claims)
 		lim := req.Limits.withDefaults()
 		if lim.MemoryBytes != memory {
 			if err := limitMemory(base, lim.MemoryBytes); err != nil {
@@ -121,12 +135,41 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 			}
 			memory = lim.MemoryBytes
 		}
-		res, err := runWatched(ctx, req.Hook, lim)
+		h := req.Hook
+		h.Protected = claims.protect(h.Protected, h.Package)
+		res, err := runWatched(ctx, h, lim)
+		claims.take(h.Package, res) // a hook that failed may have created some
 		if err := enc.Encode(response{Result: res, Error: toWire(err)}); err != nil {
 			return fmt.Errorf("write hook result: %w", err)
 		}
 	}
 	return sc.Err()
+}
+
+// claims maps the machine paths that hooks of a session created to their
+// packages.
+type claims map[string]string
+
+// take records what a hook of pkg did: the paths it created are pkg's, the
+// ones it removed nobody's.
+func (c claims) take(pkg string, res Result) {
+	for _, p := range res.Created {
+		c[p] = pkg
+	}
+	for _, p := range res.Removed {
+		delete(c, p)
+	}
+}
+
+// protect returns protected with the paths claimed by packages other than
+// pkg added.
+func (c claims) protect(protected []string, pkg string) []string {
+	for p, owner := range c {
+		if owner != pkg {
+			protected = append(protected, p)
+		}
+	}
+	return protected
 }
 
 // limitMemory sets the GC's soft limit and RLIMIT_AS. The soft limit sits

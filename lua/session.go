@@ -49,6 +49,7 @@ type Session struct {
 	c      *child     // nil after a kill: the next hook starts a fresh one
 	queue  []*Pending // sent, results not read yet, in order
 	closed bool
+	claims claims // of the results read, for a child started after a kill
 }
 
 // Pending is a hook sent with Send whose result Wait reads.
@@ -78,6 +79,7 @@ type child struct {
 	stop    chan struct{} // closed by kill: nobody reads lines any more
 	stopped sync.Once
 	stderr  *headBuffer
+	seeded  bool // a request (with the session's claims) was written to it
 	// lastWrite is closed when the last request written ahead is in the
 	// pipe (Session.mu guards the field).
 	lastWrite chan struct{}
@@ -257,17 +259,24 @@ func (s *Session) writeAhead(ctx context.Context) {
 	}
 	for _, p := range s.queue {
 		if p.c != s.c {
-			if msg, err := s.request(p.h); err == nil && len(msg) <= aheadMax {
+			if msg, err := s.request(p.h, s.c); err == nil && len(msg) <= aheadMax {
 				p.c = s.c
 				p.c.writeAfter(msg)
+				p.c.seeded = true
 			}
 			return
 		}
 	}
 }
 
-func (s *Session) request(h Hook) ([]byte, error) {
-	msg, err := json.Marshal(request{Hook: h, Limits: s.r.Limits.withDefaults()})
+// request encodes h for child c; the first request written to c carries
+// the session's claims.
+func (s *Session) request(h Hook, c *child) ([]byte, error) {
+	req := request{Hook: h, Limits: s.r.Limits.withDefaults()}
+	if !c.seeded {
+		req.Claims = s.claims
+	}
+	msg, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode hook request: %w", err)
 	}
@@ -303,7 +312,7 @@ func (s *Session) step(ctx context.Context) {
 	}
 	c := s.c
 	if p.c != c {
-		msg, err := s.request(p.h)
+		msg, err := s.request(p.h, c)
 		if err != nil {
 			done(Result{}, err)
 			return
@@ -315,7 +324,7 @@ func (s *Session) step(ctx context.Context) {
 			done(Result{}, c.deathError())
 			return
 		}
-		p.c = c
+		p.c, c.seeded = c, true
 	}
 	s.writeAhead(ctx)
 
@@ -350,6 +359,10 @@ func (s *Session) result(h Hook, c *child, line []byte) (Result, error) {
 		s.kill(c)
 		return Result{}, &HookError{Package: h.Package, Script: h.Script, Err: fmt.Errorf("decode hook result: %w", err)}
 	}
+	if s.claims == nil {
+		s.claims = claims{}
+	}
+	s.claims.take(h.Package, resp.Result)
 	if resp.Error != nil {
 		return resp.Result, resp.Error.hookError()
 	}

@@ -193,6 +193,69 @@ func TestSessionSendAheadAfterKill(t *testing.T) {
 	}
 }
 
+// Claims: a path one package's hook created is protected from the hooks
+// of other packages that come after it in the session, also when the
+// later hook was written to the child before the result it depends on was
+// read, and in a child started after a kill; the package itself may
+// replace it, and once it removes the path the claim goes.
+func TestSessionClaims(t *testing.T) {
+	m := newMachine(t)
+	m.write(t, "opt/packets/nano/data/bin/nano", "nano\n", 0o755)
+	s := startSession(t, lua.Limits{Timeout: 300 * time.Millisecond})
+	as := func(pkg, src string) lua.Hook {
+		h := m.hook(src)
+		if pkg == "nano" {
+			h.Package, h.PackageDir, h.DataDir, h.Protected = "nano", "/opt/packets/nano", "/opt/packets/nano/data", nil
+		}
+		return h
+	}
+	const (
+		take    = `assert(os.copy(path_join(data_dir, "bin/htop"), "/usr/bin/tool"))`
+		steal   = `assert(os.copy(path_join(data_dir, "bin/nano"), "/usr/bin/tool"))`
+		release = `assert(os.remove("/usr/bin/tool"))`
+		stuck   = `local i = string.find(("a"):rep(4000), ".-.-.-.-b")`
+	)
+	htop, nano := m.read(t, "opt/packets/htop/data/bin/htop"), "nano\n"
+	denied := func(err error) {
+		t.Helper()
+		var he *lua.HookError
+		if !errors.As(err, &he) || he.Package != "nano" || !errors.Is(err, lua.ErrDenied) ||
+			!strings.Contains(err.Error(), "os.copy: /usr/bin/tool belongs to another package") {
+			t.Errorf("nano's hook: %v, want it denied /usr/bin/tool", err)
+		}
+	}
+
+	first := s.Send(t.Context(), as("htop", take))
+	second := s.Send(t.Context(), as("nano", steal)) // written while first runs
+	if _, err := first.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := second.Wait(t.Context())
+	denied(err)
+	if got := m.read(t, "usr/bin/tool"); got != htop {
+		t.Fatalf("/usr/bin/tool = %q, want htop's", got)
+	}
+	if _, err := s.Run(t.Context(), as("htop", take)); err != nil {
+		t.Errorf("htop replacing its own path: %v", err)
+	}
+
+	// A kill starts a fresh child, which learns the claims.
+	_, err = s.Run(t.Context(), as("htop", stuck))
+	checkHookError(t, err, lua.ErrTimeout, "time limit exceeded", 0)
+	_, err = s.Run(t.Context(), as("nano", steal))
+	denied(err)
+
+	if _, err := s.Run(t.Context(), as("htop", release)); err != nil {
+		t.Fatalf("htop removing its own path: %v", err)
+	}
+	if _, err := s.Run(t.Context(), as("nano", steal)); err != nil {
+		t.Errorf("nano creating the released path: %v", err)
+	}
+	if got := m.read(t, "usr/bin/tool"); got != nano {
+		t.Errorf("/usr/bin/tool = %q, want nano's", got)
+	}
+}
+
 func TestStartRejectsNonChild(t *testing.T) {
 	r := &lua.Runner{Command: []string{"/bin/sh", "-c", "echo hello; cat"}}
 	if _, err := r.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "unexpected hello") {
@@ -207,7 +270,7 @@ func TestStartRejectsNonChild(t *testing.T) {
 // A child that answers garbage is killed, and the hook fails.
 func TestSessionProtocolViolation(t *testing.T) {
 	m := newMachine(t)
-	r := &lua.Runner{Command: []string{"/bin/sh", "-c", `echo '{"packets_hook_child":1}'; read line; echo garbage; exec sleep 600`}}
+	r := &lua.Runner{Command: []string{"/bin/sh", "-c", `echo '{"packets_hook_child":2}'; read line; echo garbage; exec sleep 600`}}
 	s, err := r.Start(t.Context())
 	if err != nil {
 		t.Fatal(err)
