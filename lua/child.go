@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -20,13 +19,15 @@ import (
 // and writes one response line. It never writes anything else to stdout; the
 // Lua print goes into the response.
 //
-// Claims: a path a hook of the session created belongs to that hook's
-// package from then on, for the hooks after it, although packets records
-// it only once they have all run (and the next request is written before
-// the result it depends on is read). The child keeps the claims of the
-// hooks it ran and protects them from every other package's hooks; a
-// child started after a kill gets the claims the session read so far with
-// its first request.
+// Claims: a path outside its package dir that a hook created belongs to
+// that hook's package from then on, for the hooks after it, although
+// packets records it only once a batch of hooks has run (and the next
+// request is written before the result it depends on is read). The child
+// keeps the claims of the hooks it ran and protects them from every other
+// package's hooks. A request whose Claims is not null replaces the
+// child's: a child's first request carries the claims the session read so
+// far (a child started after a kill), and the first request after the
+// session went idle carries none (installed.db records them by then).
 const (
 	protocolVersion = 2
 	maxMessageBytes = 64 << 20
@@ -41,9 +42,9 @@ type hello struct {
 type request struct {
 	Hook   Hook   `json:"hook"`
 	Limits Limits `json:"limits"`
-	// Claims seeds a child's claims (machine path -> package) with those
-	// of hooks that ran in an earlier child of the session.
-	Claims map[string]string `json:"claims,omitempty"`
+	// Claims, when not null, replaces the child's claims (machine path ->
+	// package).
+	Claims claims `json:"claims"`
 }
 
 type response struct {
@@ -127,7 +128,9 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			return fmt.Errorf("read hook request: %w", err)
 		}
-		maps.Copy(claims, req.Claims)
+		if req.Claims != nil {
+			claims = req.Claims
+		}
 		lim := req.Limits.withDefaults()
 		if lim.MemoryBytes != memory {
 			if err := limitMemory(base, lim.MemoryBytes); err != nil {
@@ -138,7 +141,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 		h := req.Hook
 		h.Protected = claims.protect(h.Protected, h.Package)
 		res, err := runWatched(ctx, h, lim)
-		claims.take(h.Package, res) // a hook that failed may have created some
+		claims.take(h, res) // a hook that failed may have created some
 		if err := enc.Encode(response{Result: res, Error: toWire(err)}); err != nil {
 			return fmt.Errorf("write hook result: %w", err)
 		}
@@ -146,15 +149,18 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	return sc.Err()
 }
 
-// claims maps the machine paths that hooks of a session created to their
-// packages.
+// claims maps the machine paths outside their package dirs that hooks of
+// a session created to their packages. (No other package's hook can reach
+// a package dir: claiming paths there would only cost.)
 type claims map[string]string
 
-// take records what a hook of pkg did: the paths it created are pkg's, the
-// ones it removed nobody's.
-func (c claims) take(pkg string, res Result) {
+// take records what hook h did: the paths it created are its package's,
+// the ones it removed nobody's.
+func (c claims) take(h Hook, res Result) {
 	for _, p := range res.Created {
-		c[p] = pkg
+		if !under(p, []string{h.PackageDir}) {
+			c[p] = h.Package
+		}
 	}
 	for _, p := range res.Removed {
 		delete(c, p)

@@ -49,7 +49,9 @@ type Session struct {
 	c      *child     // nil after a kill: the next hook starts a fresh one
 	queue  []*Pending // sent, results not read yet, in order
 	closed bool
-	claims claims // of the results read, for a child started after a kill
+	// claims are those of the results read since the session was last
+	// idle (every hook sent read): for a child started after a kill.
+	claims claims
 }
 
 // Pending is a hook sent with Send whose result Wait reads.
@@ -79,7 +81,7 @@ type child struct {
 	stop    chan struct{} // closed by kill: nobody reads lines any more
 	stopped sync.Once
 	stderr  *headBuffer
-	seeded  bool // a request (with the session's claims) was written to it
+	claimed bool // its claims are the session's: a request carried them, or results since
 	// lastWrite is closed when the last request written ahead is in the
 	// pipe (Session.mu guards the field).
 	lastWrite chan struct{}
@@ -262,19 +264,22 @@ func (s *Session) writeAhead(ctx context.Context) {
 			if msg, err := s.request(p.h, s.c); err == nil && len(msg) <= aheadMax {
 				p.c = s.c
 				p.c.writeAfter(msg)
-				p.c.seeded = true
+				p.c.claimed = true
 			}
 			return
 		}
 	}
 }
 
-// request encodes h for child c; the first request written to c carries
-// the session's claims.
+// request encodes h for child c, with the session's claims unless c has
+// them already (see the protocol's claims).
 func (s *Session) request(h Hook, c *child) ([]byte, error) {
 	req := request{Hook: h, Limits: s.r.Limits.withDefaults()}
-	if !c.seeded {
+	if !c.claimed {
 		req.Claims = s.claims
+		if req.Claims == nil {
+			req.Claims = claims{} // not null: the child's are replaced
+		}
 	}
 	msg, err := json.Marshal(req)
 	if err != nil {
@@ -290,6 +295,9 @@ func (s *Session) step(ctx context.Context) {
 	done := func(res Result, err error) {
 		s.queue = s.queue[1:]
 		p.finish(res, err)
+		if len(s.queue) == 0 {
+			s.idle()
+		}
 		s.writeAhead(ctx)
 	}
 	if p.c == nil || p.c != s.c { // not started
@@ -324,7 +332,7 @@ func (s *Session) step(ctx context.Context) {
 			done(Result{}, c.deathError())
 			return
 		}
-		p.c, c.seeded = c, true
+		p.c, c.claimed = c, true
 	}
 	s.writeAhead(ctx)
 
@@ -362,11 +370,22 @@ func (s *Session) result(h Hook, c *child, line []byte) (Result, error) {
 	if s.claims == nil {
 		s.claims = claims{}
 	}
-	s.claims.take(h.Package, resp.Result)
+	s.claims.take(h, resp.Result)
 	if resp.Error != nil {
 		return resp.Result, resp.Error.hookError()
 	}
 	return resp.Result, nil
+}
+
+// idle forgets the claims once every hook sent has been read: the caller
+// records what its hooks made before it sends more (installed.Tx does), and
+// from then on installed.db protects those paths through Hook.Protected. A
+// claim kept longer would outlive a package that an apply then removes.
+func (s *Session) idle() {
+	s.claims = nil
+	if s.c != nil {
+		s.c.claimed = false
+	}
 }
 
 // killGrace is how long after the time limit the parent waits for the child

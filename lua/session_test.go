@@ -194,10 +194,12 @@ func TestSessionSendAheadAfterKill(t *testing.T) {
 }
 
 // Claims: a path one package's hook created is protected from the hooks
-// of other packages that come after it in the session, also when the
+// of other packages sent after it while the session is busy, also when the
 // later hook was written to the child before the result it depends on was
 // read, and in a child started after a kill; the package itself may
-// replace it, and once it removes the path the claim goes.
+// replace it, and once it removes the path the claim goes. Once every hook
+// sent has been read, the session forgets: the caller has recorded the
+// paths by then, and a claim kept longer would outlive its package.
 func TestSessionClaims(t *testing.T) {
 	m := newMachine(t)
 	m.write(t, "opt/packets/nano/data/bin/nano", "nano\n", 0o755)
@@ -215,7 +217,20 @@ func TestSessionClaims(t *testing.T) {
 		release = `assert(os.remove("/usr/bin/tool"))`
 		stuck   = `local i = string.find(("a"):rep(4000), ".-.-.-.-b")`
 	)
-	htop, nano := m.read(t, "opt/packets/htop/data/bin/htop"), "nano\n"
+	htop := m.read(t, "opt/packets/htop/data/bin/htop")
+	// batch sends hooks (package, script) one after another and reads
+	// their results only then, as the install engine does.
+	batch := func(hooks ...[2]string) []error {
+		var sent []*lua.Pending
+		for _, h := range hooks {
+			sent = append(sent, s.Send(t.Context(), as(h[0], h[1])))
+		}
+		errs := make([]error, len(sent))
+		for i, p := range sent {
+			_, errs[i] = p.Wait(t.Context())
+		}
+		return errs
+	}
 	denied := func(err error) {
 		t.Helper()
 		var he *lua.HookError
@@ -224,36 +239,43 @@ func TestSessionClaims(t *testing.T) {
 			t.Errorf("nano's hook: %v, want it denied /usr/bin/tool", err)
 		}
 	}
+	content := func(want string) {
+		t.Helper()
+		if got := m.read(t, "usr/bin/tool"); got != want {
+			t.Errorf("/usr/bin/tool = %q, want %q", got, want)
+		}
+	}
 
-	first := s.Send(t.Context(), as("htop", take))
-	second := s.Send(t.Context(), as("nano", steal)) // written while first runs
-	if _, err := first.Wait(t.Context()); err != nil {
+	errs := batch([2]string{"htop", take}, [2]string{"nano", steal}, [2]string{"htop", take})
+	if errs[0] != nil || errs[2] != nil {
+		t.Fatalf("htop's hooks: %v, %v", errs[0], errs[2])
+	}
+	denied(errs[1])
+	content(htop)
+
+	// A kill starts a fresh child, which gets the claims.
+	errs = batch([2]string{"htop", take}, [2]string{"htop", stuck}, [2]string{"nano", steal})
+	if !errors.Is(errs[1], lua.ErrTimeout) {
+		t.Fatalf("the stuck hook: %v", errs[1])
+	}
+	denied(errs[2])
+	content(htop)
+
+	// Removing the path releases it.
+	errs = batch([2]string{"htop", take}, [2]string{"htop", release}, [2]string{"nano", steal})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("take, release, steal: %v", err)
+	}
+	content("nano\n")
+
+	// Idle, the session forgets: installed.db protects recorded paths.
+	if err := errors.Join(batch([2]string{"htop", take})...); err != nil {
 		t.Fatal(err)
 	}
-	_, err := second.Wait(t.Context())
-	denied(err)
-	if got := m.read(t, "usr/bin/tool"); got != htop {
-		t.Fatalf("/usr/bin/tool = %q, want htop's", got)
+	if err := errors.Join(batch([2]string{"nano", steal})...); err != nil {
+		t.Errorf("nano after the session went idle: %v", err)
 	}
-	if _, err := s.Run(t.Context(), as("htop", take)); err != nil {
-		t.Errorf("htop replacing its own path: %v", err)
-	}
-
-	// A kill starts a fresh child, which learns the claims.
-	_, err = s.Run(t.Context(), as("htop", stuck))
-	checkHookError(t, err, lua.ErrTimeout, "time limit exceeded", 0)
-	_, err = s.Run(t.Context(), as("nano", steal))
-	denied(err)
-
-	if _, err := s.Run(t.Context(), as("htop", release)); err != nil {
-		t.Fatalf("htop removing its own path: %v", err)
-	}
-	if _, err := s.Run(t.Context(), as("nano", steal)); err != nil {
-		t.Errorf("nano creating the released path: %v", err)
-	}
-	if got := m.read(t, "usr/bin/tool"); got != nano {
-		t.Errorf("/usr/bin/tool = %q, want nano's", got)
-	}
+	content("nano\n")
 }
 
 func TestStartRejectsNonChild(t *testing.T) {
