@@ -56,8 +56,9 @@ func (c *Cache) Has(d packages.Digest, size int64) bool {
 }
 
 // Open opens blob d for reading. A missing blob is an error matching
-// ErrNotFound. The blob was verified when it entered the cache; callers that
-// must not trust the disk (the installer) use OpenVerified.
+// ErrNotFound. The blob was verified when it entered the cache; a caller
+// that does not trust the disk since re-hashes it first (Verify,
+// FetchAll's VerifyCached, which the installer uses) or uses OpenVerified.
 func (c *Cache) Open(d packages.Digest) (*os.File, error) {
 	f, err := os.Open(c.Path(d))
 	if errors.Is(err, fs.ErrNotExist) {

@@ -29,8 +29,10 @@ type Fetcher struct {
 	// *OfflineError naming every missing blob, and nothing is downloaded.
 	Offline bool
 	// VerifyCached re-hashes blobs already in the cache before trusting
-	// them; otherwise their size is checked (the installer verifies the hash
-	// when it opens them). A bad cached blob is removed and fetched again.
+	// them; otherwise only their size is checked. packets sets it, so that
+	// every blob an apply installs was hashed by that apply: downloaded
+	// ones as they arrived, cached ones here. A bad cached blob is removed
+	// and fetched again.
 	VerifyCached bool
 	// Ready, when not nil, hears of each blob as soon as it is in the cache
 	// and verified, so that a caller can start on it while the others

@@ -192,10 +192,15 @@ func (rd *reader) entry(hdr *tar.Header) error {
 	return nil
 }
 
-// small reads a bounded top-level file (manifest, hook) into memory.
+// small reads a bounded top-level file (manifest, SumsFile, hook) into
+// memory, growing as bytes arrive rather than trusting the header's size:
+// a truncated archive that announces a 64 MiB list costs what it holds.
 func (rd *reader) small(hdr *tar.Header) ([]byte, error) {
-	b := make([]byte, hdr.Size)
-	if _, err := io.ReadFull(rd.tr, b); err != nil {
+	b, err := io.ReadAll(rd.tr)
+	if err == nil && int64(len(b)) != hdr.Size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return nil, rd.streamErr(hdr.Name, "reading", err)
 	}
 	return b, nil

@@ -34,10 +34,10 @@ var epoch = time.Unix(0, 0)
 // may hold a partial archive after an error; BuildFile never leaves one).
 //
 // The archive is deterministic: manifest.toml first (its bytes as written),
-// then SumsFile, install.lua and remove.lua, then data/ and its entries
-// sorted by path;
-// mtime 0, uid/gid 0, no user or group names; permission bits from the
-// source (setuid/setgid only where [Files] setuid allows, sticky only on
+// then SumsFile (unless larger than MaxSumsSize), install.lua and
+// remove.lua, then data/ and its entries sorted by path; mtime 0, uid/gid
+// 0, no user or group names; permission bits from the source
+// (setuid/setgid only where [Files] setuid allows, sticky only on
 // directories); symlinks as symlinks; files that share an inode as hard
 // links to the first of them. The same tree and the same zstd library
 // version give the same bytes, on any machine.
@@ -47,7 +47,7 @@ func Build(dir string, w io.Writer) (*Manifest, error) {
 		return nil, fmt.Errorf("build %s: %w", dir, err)
 	}
 	defer src.Close()
-	m, err := buildFrom(src, w)
+	m, err := buildFrom(src, w, MaxSumsSize)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", dir, err)
 	}
@@ -92,8 +92,10 @@ func BuildFile(dir, out string) (m *Manifest, d Digest, err error) {
 }
 
 // buildFrom reads the package source in src, validates it, and writes the
-// archive to w.
-func buildFrom(src *os.Root, w io.Writer) (*Manifest, error) {
+// archive to w, with a SumsFile unless it would be larger than maxSums (a
+// package of hundreds of thousands of long paths: the list is optional, and
+// installing it hashes its files instead).
+func buildFrom(src *os.Root, w io.Writer, maxSums int) (*Manifest, error) {
 	// 1. The top level: the manifest, hooks that match it, data/.
 	manifest, err := readManifestFile(src)
 	if err != nil {
@@ -113,16 +115,19 @@ func buildFrom(src *os.Root, w io.Writer) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	sums, err := sourceSums(src, data)
+	digests, sums, err := sourceSums(src, data)
 	if err != nil {
 		return nil, err
+	}
+	if len(sums) > maxSums {
+		sums = nil
 	}
 	// 3. Write, running every header through the reader's checker first.
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(buildLevel), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, fmt.Errorf("zstd writer: %w", err)
 	}
-	bw := &archiveWriter{k: newChecker(DefaultLimits()), src: src, cw: countingWriter{w: zw}}
+	bw := &archiveWriter{k: newChecker(DefaultLimits()), src: src, cw: countingWriter{w: zw}, digests: digests}
 	bw.tw = tar.NewWriter(&bw.cw)
 	if err := bw.writeAll(m, manifest, sums, hooks, data); err != nil {
 		zw.Close()

@@ -108,11 +108,12 @@ func fileKind(m fs.FileMode) string {
 // archiveWriter writes the tar stream of a build, checking each header with
 // the same checker as the reader before it is written.
 type archiveWriter struct {
-	k   *checker
-	src *os.Root
-	cw  countingWriter
-	tw  *tar.Writer
-	buf []byte
+	k       *checker
+	src     *os.Root
+	cw      countingWriter
+	tw      *tar.Writer
+	buf     []byte
+	digests map[string]Digest // of the regular files, as sourceSums read them
 }
 
 func (bw *archiveWriter) writeAll(m *Manifest, manifest, sums []byte, hooks map[string][]byte, data []*tar.Header) error {
@@ -120,16 +121,18 @@ func (bw *archiveWriter) writeAll(m *Manifest, manifest, sums []byte, hooks map[
 		return err
 	}
 	bw.k.setManifest(m)
-	// The list goes through the reader's parser, so that the builder
-	// refuses what the reader would refuse.
-	if err := bw.small(SumsFile, sums); err != nil {
-		return err
+	if sums != nil {
+		// The list goes through the reader's parser, so that the builder
+		// refuses what the reader would refuse.
+		if err := bw.small(SumsFile, sums); err != nil {
+			return err
+		}
+		listed, err := parseSums(sums, bw.k.lim)
+		if err != nil {
+			return err
+		}
+		bw.k.setSums(listed)
 	}
-	listed, err := parseSums(sums, bw.k.lim)
-	if err != nil {
-		return err
-	}
-	bw.k.setSums(listed)
 	for _, h := range []string{InstallHook, RemoveHook} {
 		if b, ok := hooks[h]; ok {
 			if err := bw.small(h, b); err != nil {
@@ -148,7 +151,7 @@ func (bw *archiveWriter) writeAll(m *Manifest, manifest, sums []byte, hooks map[
 			}
 		}
 	}
-	_, err = bw.k.finish()
+	_, err := bw.k.finish()
 	return err
 }
 
@@ -176,17 +179,19 @@ func (bw *archiveWriter) content(hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	if n != hdr.Size || d != bw.k.sums[hdr.Name] {
+	if n != hdr.Size || d != bw.digests[hdr.Name] {
 		return errChanged
 	}
 	return nil
 }
 
-// sourceSums hashes the regular files of data, in order, into a SumsFile.
-func sourceSums(src *os.Root, data []*tar.Header) ([]byte, error) {
+// sourceSums hashes the regular files of data and returns their digests
+// by path and, in order, as a SumsFile.
+func sourceSums(src *os.Root, data []*tar.Header) (map[string]Digest, []byte, error) {
 	var (
 		paths   []string
 		digests []Digest
+		byPath  = map[string]Digest{}
 		buf     = make([]byte, 64<<10)
 	)
 	for _, hdr := range data {
@@ -198,11 +203,12 @@ func sourceSums(src *os.Root, data []*tar.Header) ([]byte, error) {
 			err = errChanged
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", hdr.Name, err)
+			return nil, nil, fmt.Errorf("%s: %w", hdr.Name, err)
 		}
 		paths, digests = append(paths, hdr.Name), append(digests, d)
+		byPath[hdr.Name] = d
 	}
-	return formatSums(paths, digests), nil
+	return byPath, formatSums(paths, digests), nil
 }
 
 // copyFile copies the regular file hdr names to w and returns its digest

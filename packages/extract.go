@@ -21,7 +21,10 @@ type ExtractOptions struct {
 	// lists without hashing them. Set it only for an archive whose own
 	// digest matched a signed index: its signer ran `repo index`, which
 	// refuses an archive whose list does not match its files (Inspect).
-	// Unset, a listed file whose content differs is refused.
+	// Unset, a listed file whose content differs is refused. The installer
+	// hashed each blob against the index in the same command (fetch.
+	// FetchAll with VerifyCached) and reads it back from root's cache; the
+	// zstd frames' checksums catch damage in between.
 	TrustSums bool
 	// Parallel says that the caller runs other extractions at the same
 	// time, about one per core: this one then decompresses in the calling
@@ -39,9 +42,6 @@ type StagedFile struct {
 	Final string
 	Temp  string
 	MTime time.Time // a regular file's modification time once written: Publish's rename keeps it
-	// Moded is set for a directory Extract created with the archive's mode
-	// (owner rwx, no special bits), which Publish then leaves as it is.
-	Moded bool
 }
 
 // Staged is the result of Extract: every data entry staged, ready to
@@ -209,14 +209,13 @@ func (x *extractor) final(p string) string {
 // ensureDir makes dir, below Dest, a real directory: an existing one must
 // not be a symlink, so that nothing is ever written through one.
 // New directories get perm, and at least owner rwx until Publish gives
-// directories from the archive their own mode. It reports whether it
-// made dir.
-func (x *extractor) ensureDir(dir string, perm fs.FileMode) (made bool, err error) {
+// directories from the archive their own mode.
+func (x *extractor) ensureDir(dir string, perm fs.FileMode) error {
 	if x.dirs[dir] {
-		return false, nil
+		return nil
 	}
-	if _, err := x.ensureDir(path.Dir(dir), 0o755); err != nil {
-		return false, err
+	if err := x.ensureDir(path.Dir(dir), 0o755); err != nil {
+		return err
 	}
 	kind, err := fs.FileMode(0), fs.ErrNotExist // nothing exists in a tree staged whole but what Extract made
 	if x.top == "" {
@@ -225,34 +224,31 @@ func (x *extractor) ensureDir(dir string, perm fs.FileMode) (made bool, err erro
 	switch {
 	case err == nil && kind == fs.ModeDir:
 	case err == nil:
-		return false, fmt.Errorf("%s exists and is not a directory", dir)
+		return fmt.Errorf("%s exists and is not a directory", dir)
 	case errors.Is(err, fs.ErrNotExist):
 		if err := x.below.mkdir(x.at(dir), perm|0o700); err != nil {
-			return false, err
+			return err
 		}
 		x.st.NewDirs = append(x.st.NewDirs, dir)
-		made = true
 	default:
-		return false, err
+		return err
 	}
 	x.dirs[dir] = true
-	return made, nil
+	return nil
 }
 
 // entry stages one data entry (the sink method readArchive calls).
 func (x *extractor) entry(e *Entry, content io.Reader) error {
 	final := x.final(e.Path)
 	if e.Type == TypeDir {
-		made, err := x.ensureDir(final, e.Mode.Perm())
-		if err != nil {
+		if err := x.ensureDir(final, e.Mode.Perm()); err != nil {
 			return err
 		}
-		moded := made && e.Mode == e.Mode.Perm()|0o700
-		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, Moded: moded})
+		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final})
 		return nil
 	}
 	dir := path.Dir(final)
-	if _, err := x.ensureDir(dir, 0o755); err != nil {
+	if err := x.ensureDir(dir, 0o755); err != nil {
 		return err
 	}
 	temp, at := "", x.at(final)

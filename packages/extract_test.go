@@ -233,6 +233,29 @@ func TestExtractOverExisting(t *testing.T) {
 	}
 }
 
+// A directory made below a setgid directory inherits the bit (and one
+// below a default ACL its mode bits): Publish gives every directory of the
+// archive its own mode, whatever it was made with.
+func TestPublishGivesDirectoriesTheirMode(t *testing.T) {
+	archive := hostile(t, manifestTE(""), dirTE("data"), dirTE("data/sub"), fileTE("data/sub/f", "f\n"))
+	sb := newSandbox(t)
+	dest := filepath.Join(sb.outer, "root", testDest)
+	must(t, os.MkdirAll(dest, 0o755))
+	must(t, os.Chmod(dest, os.ModeSetgid|0o755))
+	st, err := sb.extract(archive, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, st.Publish(sb.root, nil))
+	fi, err := os.Lstat(filepath.Join(dest, "sub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fi.Mode(), fs.ModeDir|0o755; got != want {
+		t.Errorf("data/sub is %v, want %v", got, want)
+	}
+}
+
 func hash6(s string) string { return SumBytes([]byte(s)).String()[:12] }
 
 // TestPublishDirectoryInTheWay: a directory where the archive has a file is

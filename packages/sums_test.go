@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -252,4 +253,55 @@ func FuzzParseSums(f *testing.F) {
 			t.Fatalf("parsed %q, which formats as %q", b, again)
 		}
 	})
+}
+
+// A truncated archive that announces a list of MaxSumsSize costs what it
+// holds, not what it announces.
+func TestSumsAnnouncedSizeIsNotAllocated(t *testing.T) {
+	archive := hostile(t, manifestTE(""), te{name: SumsFile, size: MaxSumsSize, body: sumLine("data/f", "f\n")})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Inspect(bytes.NewReader(archive), Limits{})
+	runtime.ReadMemStats(&after)
+	wantEntryError(t, err, SumsFile, "truncated archive")
+	if n := after.TotalAlloc - before.TotalAlloc; n > MaxSumsSize/4 {
+		t.Errorf("reading it allocated %d bytes", n)
+	}
+}
+
+// A list larger than MaxSumsSize is left out (it is optional): the
+// archive is read with its files hashed.
+func TestBuildLeavesOutALargeList(t *testing.T) {
+	src := demoSource(t)
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var b bytes.Buffer
+	if _, err := buildFrom(root, &b, 10); err != nil {
+		t.Fatalf("buildFrom: %v", err)
+	}
+	tr := tar.NewReader(bytes.NewReader(decompress(t, b.Bytes())))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == SumsFile {
+			t.Fatalf("%s written, larger than the limit", SumsFile)
+		}
+	}
+	c, err := Inspect(bytes.NewReader(b.Bytes()), Limits{})
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	for _, e := range c.Entries {
+		if e.Path == "data/etc/demo.conf" && e.Digest != SumBytes([]byte("key = value\n")) {
+			t.Errorf("%s: digest %s, want its content's", e.Path, e.Digest.Short())
+		}
+	}
 }
