@@ -13,7 +13,8 @@ import (
 // tree, as pacman's .MTREE and dpkg's md5sums do, so that installing need
 // not hash what the builder already hashed. It is optional (archives built
 // before it install as they did, every file hashed) and, when present, the
-// second entry, right after manifest.toml. Build always writes it.
+// second entry, right after manifest.toml. Build writes it unless it
+// would be larger than MaxSumsSize.
 //
 // Its format is exactly what "sha256sum data/..." prints from the package
 // directory, so "sha256sum -c sha256sums" checks an unpacked package:

@@ -22,6 +22,28 @@ func sumLine(path, body string) string {
 
 func sumsTE(lines ...string) te { return fileTE(SumsFile, strings.Join(lines, "")) }
 
+// tarEntries lists the entry names of a built archive, in order, and
+// returns the content of the entry named want.
+func tarEntries(t *testing.T, archive []byte, want string) (names []string, content []byte) {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(decompress(t, archive)))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return names, content
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
+		if hdr.Name == want {
+			if content, err = io.ReadAll(tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // TestBuildWritesSums: Build lists every regular file it packs, second in
 // the archive, as sha256sum(1) would print them from the package
 // directory; the real sha256sum agrees where it is installed.
@@ -30,24 +52,7 @@ func TestBuildWritesSums(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, `data/share/back\slash`), []byte("bs\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(bytes.NewReader(decompress(t, buildBytes(t, src))))
-	var names []string
-	var list []byte
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, hdr.Name)
-		if hdr.Name == SumsFile {
-			if list, err = io.ReadAll(tr); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	names, list := tarEntries(t, buildBytes(t, src), SumsFile)
 	if len(names) < 2 || names[0] != ManifestFile || names[1] != SumsFile {
 		t.Fatalf("entries start %q, want %s then %s", names[:min(3, len(names))], ManifestFile, SumsFile)
 	}
@@ -282,18 +287,8 @@ func TestBuildLeavesOutALargeList(t *testing.T) {
 	if _, err := buildFrom(root, &b, 10); err != nil {
 		t.Fatalf("buildFrom: %v", err)
 	}
-	tr := tar.NewReader(bytes.NewReader(decompress(t, b.Bytes())))
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hdr.Name == SumsFile {
-			t.Fatalf("%s written, larger than the limit", SumsFile)
-		}
+	if names, _ := tarEntries(t, b.Bytes(), ""); slices.Contains(names, SumsFile) {
+		t.Fatalf("%s written, larger than the limit", SumsFile)
 	}
 	c, err := Inspect(bytes.NewReader(b.Bytes()), Limits{})
 	if err != nil {
