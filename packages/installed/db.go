@@ -45,6 +45,10 @@ type DB struct {
 	// serialises the calls from workers.
 	crashAt func(step string) error
 	crashMu sync.Mutex
+
+	// stmts are the statements prepared by prepared, by query text.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
 }
 
 // Open opens (creating it and its parent directories if needed) the
@@ -102,7 +106,35 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.stmtMu.Lock()
+	for _, st := range db.stmts {
+		st.Close()
+	}
+	db.stmts = nil
+	db.stmtMu.Unlock()
+	return db.sql.Close()
+}
+
+// prepared returns query prepared once for the life of db, for a query
+// run once per hook or per path: SQLite otherwise parses and plans it
+// every time, which costs more than running it.
+func (db *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	db.stmtMu.Lock()
+	defer db.stmtMu.Unlock()
+	if st, ok := db.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := db.sql.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if db.stmts == nil {
+		db.stmts = map[string]*sql.Stmt{}
+	}
+	db.stmts[query] = st
+	return st, nil
+}
 
 // Path returns the file the database lives in.
 func (db *DB) Path() string { return db.path }

@@ -117,18 +117,16 @@ func describeNew(l *Layout, c *change, config map[string]bool, published bool) (
 	return rows, nil
 }
 
-// hookRows describes the paths a hook of pkg created. A path that no
-// longer exists is skipped; one owned by another package is an
-// *OwnedError and is left out, as is one that claimed (when not nil) holds
-// for another package; one pkg owns already keeps its flags. claimed gains
-// the paths described.
-func (db *DB) hookRows(ctx context.Context, l *Layout, pkg *Package, created []string, claimed map[string]packages.Name) ([]File, error) {
+// hookRows describes the paths a hook of pkg created, looking them up
+// through dc. A path that no longer exists is skipped; one owned by
+// another package is an *OwnedError and is left out, as is one that
+// claimed (when not nil) holds for another package; one pkg owns already
+// keeps its flags. claimed gains the paths described.
+func (db *DB) hookRows(ctx context.Context, l *Layout, dc *dirCache, pkg *Package, created []string, claimed map[string]packages.Name) ([]File, error) {
 	var (
 		rows []File
 		errs []error
 	)
-	dc := dirCache{root: l.Root}
-	defer dc.close()
 	for _, p := range created {
 		if !path.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("hook of %s reported a relative path %q", pkg.Name, p))
@@ -162,7 +160,11 @@ func (db *DB) hookRows(ctx context.Context, l *Layout, pkg *Package, created []s
 				continue
 			}
 		}
-		old, err := scanFile(db.sql.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path = ?`, p))
+		byPath, err := db.prepared(ctx, `SELECT `+fileColumns+` FROM files WHERE path = ?`)
+		if err != nil {
+			return nil, err
+		}
+		old, err := scanFile(byPath.QueryRowContext(ctx, p))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:

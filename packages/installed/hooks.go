@@ -90,8 +90,10 @@ func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, send HookS
 	)
 	describe.Go(func() {
 		claimed := map[string]packages.Name{}
+		dc := dirCache{root: l.Root} // the bin dir stays open from one hook to the next
+		defer dc.close()
 		for r := range ran {
-			rows, hookErr := db.describe(ctx, l, r, claimed)
+			rows, hookErr := db.describe(ctx, l, &dc, r, claimed)
 			errs = append(errs, hookErr)
 			if len(rows) > 0 {
 				batch = append(batch, rows...)
@@ -150,7 +152,9 @@ func (db *DB) runHook(ctx context.Context, l *Layout, run HookFunc, pkg *Package
 	if err != nil {
 		return nil, err
 	}
-	rows, hookErr := db.describe(ctx, l, r, nil)
+	dc := dirCache{root: l.Root}
+	defer dc.close()
+	rows, hookErr := db.describe(ctx, l, &dc, r, nil)
 	if perr := db.putHookRows(ctx, rows); perr != nil {
 		hookErr = errors.Join(hookErr, &HookError{Ref: pkg.Ref(), Script: script, Err: perr})
 	}
@@ -182,12 +186,12 @@ func (db *DB) execScript(ctx context.Context, run HookFunc, pkg *Package, script
 	return r, db.crash("ran " + script)
 }
 
-// describe returns the rows of the paths r created, also when it failed
-// halfway, without recording them, and r's *HookError if anything went
-// wrong. claimed, when not nil, holds the paths described by earlier
+// describe returns the rows of the paths r created (looked up through
+// dc), also when it failed halfway, without recording them, and r's
+// *HookError if anything went wrong. claimed, when not nil, holds the paths described by earlier
 // scripts of a batch; it gains this one's.
-func (db *DB) describe(ctx context.Context, l *Layout, r ranScript, claimed map[string]packages.Name) ([]File, error) {
-	rows, rowsErr := db.hookRows(ctx, l, r.pkg, r.created, claimed)
+func (db *DB) describe(ctx context.Context, l *Layout, dc *dirCache, r ranScript, claimed map[string]packages.Name) ([]File, error) {
+	rows, rowsErr := db.hookRows(ctx, l, dc, r.pkg, r.created, claimed)
 	if err := errors.Join(r.err, rowsErr); err != nil {
 		return rows, &HookError{Ref: r.pkg.Ref(), Script: r.script, Err: err}
 	}

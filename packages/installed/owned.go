@@ -13,9 +13,11 @@ import (
 // range scan of the files table's primary key.
 func (db *DB) OwnedUnder(ctx context.Context, dir string, except packages.Name) ([]string, error) {
 	prefix := path.Clean(dir) + "/"
-	rows, err := db.sql.QueryContext(ctx,
-		`SELECT path FROM files WHERE path >= ? AND path < ? AND package != ? ORDER BY path`,
-		prefix, prefix[:len(prefix)-1]+"0", string(except)) // '0' sorts right after '/'
+	st, err := db.prepared(ctx, `SELECT path FROM files WHERE path >= ? AND path < ? AND package != ? ORDER BY path`)
+	if err != nil {
+		return nil, fmt.Errorf("owned under %s: %w", dir, err)
+	}
+	rows, err := st.QueryContext(ctx, prefix, prefix[:len(prefix)-1]+"0", string(except)) // '0' sorts right after '/'
 	if err != nil {
 		return nil, fmt.Errorf("owned under %s: %w", dir, err)
 	}
