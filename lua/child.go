@@ -120,6 +120,8 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes)
 	var memory uint64 // the limit in force; a session sends the same every time
 	claims := claims{}
+	keep := newKeptRoots()
+	defer keep.close()
 	for sc.Scan() {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -138,10 +140,8 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 			}
 			memory = lim.MemoryBytes
 		}
-		h := req.Hook
-		h.Protected = claims.protect(h.Protected, h.Package)
-		res, err := runWatched(ctx, h, lim)
-		claims.take(h, res) // a hook that failed may have created some
+		res, err := runWatched(ctx, req.Hook, lim, keep, claims)
+		claims.take(req.Hook, res) // a hook that failed may have created some
 		if err := enc.Encode(response{Result: res, Error: toWire(err)}); err != nil {
 			return fmt.Errorf("write hook result: %w", err)
 		}
@@ -167,17 +167,6 @@ func (c claims) take(h Hook, res Result) {
 	}
 }
 
-// protect returns protected with the paths claimed by packages other than
-// pkg added.
-func (c claims) protect(protected []string, pkg string) []string {
-	for p, owner := range c {
-		if owner != pkg {
-			protected = append(protected, p)
-		}
-	}
-	return protected
-}
-
 // limitMemory sets the GC's soft limit and RLIMIT_AS. The soft limit sits
 // above the watchdog's so that the GC does not thrash before the watchdog
 // notices a hook that really holds too much, and below RLIMIT_AS so that
@@ -201,14 +190,14 @@ func limitMemory(base, limit uint64) error {
 // memoryPoll and cancels the hook (with ErrMemoryLimit as the cause) once it
 // passes the limit. The watchdog is a timer, not a goroutine: a hook that
 // ends within the first period, as most do, never starts one.
-func runWatched(ctx context.Context, h Hook, lim Limits) (Result, error) {
+func runWatched(ctx context.Context, h Hook, lim Limits, keep *keptRoots, c claims) (Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	w := &memoryWatch{cancel: cancel, limit: lim.MemoryBytes}
 	w.mu.Lock()
 	w.timer = time.AfterFunc(memoryPoll, w.check)
 	w.mu.Unlock()
-	res, err := Run(ctx, h, lim)
+	res, err := run(ctx, h, lim, keep, c)
 	w.stop()
 	return res, err
 }

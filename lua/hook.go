@@ -129,6 +129,13 @@ func (e *limitError) Unwrap() error { return e.sentinel }
 // not enforced at all: untrusted hooks go through a Session, whose child
 // process is killed when either limit passes.
 func Run(ctx context.Context, h Hook, lim Limits) (Result, error) {
+	return run(ctx, h, lim, nil, nil)
+}
+
+// run is Run in a sandbox child: keep holds the directories it keeps open
+// across hooks, and c its claims, protected as Hook.Protected is from
+// every other package's hooks.
+func run(ctx context.Context, h Hook, lim Limits, keep *keptRoots, c claims) (Result, error) {
 	lim = lim.withDefaults()
 	fail := func(line int, err error) (Result, error) {
 		return Result{}, &HookError{Package: h.Package, Script: h.Script, Line: line, Err: err}
@@ -139,7 +146,7 @@ func Run(ctx context.Context, h Hook, lim Limits) (Result, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, lim.Timeout, &limitError{ErrTimeout, lim.Timeout.String()})
 	defer cancel()
 
-	sb := newSandbox(h, lim)
+	sb := newSandbox(h, lim, keep, c)
 	defer sb.close()
 	runErr := sb.exec(ctx)
 	res := sb.result()

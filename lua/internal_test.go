@@ -35,7 +35,7 @@ func TestRepetitions(t *testing.T) {
 }
 
 func TestProtectionHolds(t *testing.T) {
-	p := newProtection([]string{"/usr/bin/vim", "/usr/share/vim/x", "/usr/bin/vim-tiny"})
+	p := newProtection([]string{"/usr/bin/vim", "/usr/share/vim/x", "/usr/bin/vim-tiny"}, nil, "")
 	tests := []struct {
 		path         string
 		withChildren bool
@@ -56,9 +56,36 @@ func TestProtectionHolds(t *testing.T) {
 			t.Errorf("holds(%q, %v) = %v, want %v", tt.path, tt.withChildren, got, tt.want)
 		}
 	}
-	p = newProtection([]string{"/a/b-c", "/a/b/c"})
+	p = newProtection([]string{"/a/b-c", "/a/b/c"}, nil, "")
 	if !p.holds("/a/b", true) {
 		t.Errorf(`holds("/a/b", true) = false with "/a/b-c" sorting before "/a/b/c"`)
+	}
+}
+
+// A sandbox child's claims protect a path from every package but the one
+// whose hook made it, the same way Hook.Protected does.
+func TestProtectionHoldsClaims(t *testing.T) {
+	c := claims{"/usr/bin/vim": "vim", "/usr/share/vim/x": "vim", "/usr/bin/htop": "htop"}
+	p := newProtection([]string{"/usr/bin/nano"}, c, "htop")
+	tests := []struct {
+		path         string
+		withChildren bool
+		want         bool
+	}{
+		{"/usr/bin/vim", false, true},
+		{"/usr/bin/htop", false, false}, // its own
+		{"/usr/bin/nano", false, true},  // Hook.Protected still counts
+		{"/usr/share/vim", false, false},
+		{"/usr/share/vim", true, true},
+		{"/usr/share/vi", true, false},
+		{"/usr/bin", true, true},
+		{"/usr/bin/htop", true, false},
+		{"/opt", true, false},
+	}
+	for _, tt := range tests {
+		if got := p.holds(tt.path, tt.withChildren); got != tt.want {
+			t.Errorf("holds(%q, %v) = %v, want %v", tt.path, tt.withChildren, got, tt.want)
+		}
 	}
 }
 
@@ -91,5 +118,51 @@ func TestIsEscape(t *testing.T) {
 		if got := isEscape(tt.err); got != tt.want {
 			t.Errorf("%s: isEscape(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
+	}
+}
+
+// A sandbox child keeps the machine tree and the bin dir open from one
+// hook to the next, never a package dir (an apply replaces it between
+// batches), and closes only what it does not keep after each hook.
+func TestKeptRoots(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"usr/bin", "opt/packets/a/data"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := Hook{Package: "a", Script: "install.lua", Root: dir, PackageDir: "/opt/packets/a", DataDir: "/opt/packets/a/data", BinDir: "/usr/bin"}
+	keep := newKeptRoots()
+	defer keep.close()
+	opened := func() map[string]*os.Root {
+		roots := newRoots(h, keep)
+		defer closeRoots(roots)
+		got := map[string]*os.Root{}
+		for _, d := range roots {
+			r, err := d.open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[d.prefix] = r
+		}
+		return got
+	}
+	first, second := opened(), opened()
+	if first["/usr/bin"] != second["/usr/bin"] {
+		t.Error("the bin dir was opened again for the second hook")
+	}
+	if _, err := second["/usr/bin"].Stat("."); err != nil {
+		t.Errorf("the kept bin dir was closed with the first hook: %v", err)
+	}
+	for _, p := range []string{"/opt/packets/a", "/opt/packets/a/data"} {
+		if first[p] == second[p] {
+			t.Errorf("%s was kept", p)
+		}
+		if _, err := first[p].Stat("."); err == nil {
+			t.Errorf("%s of the first hook is still open", p)
+		}
+	}
+	if len(keep.roots) != 2 {
+		t.Errorf("kept %d roots, want the machine tree and the bin dir", len(keep.roots))
 	}
 }

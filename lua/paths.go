@@ -22,6 +22,7 @@ type dirRoot struct {
 	writable bool     // under one of Hook.Writable
 	parent   *dirRoot // the innermost other hook directory holding this one
 	host     *hostRoot
+	keep     *keptRoots // not nil: taken from there, or left there once opened
 
 	opened bool
 	root   *os.Root // nil when the directory could not be opened (err)
@@ -31,9 +32,44 @@ type dirRoot struct {
 // hostRoot is the machine tree (Hook.Root), opened on first use.
 type hostRoot struct {
 	dir    string
+	keep   *keptRoots // as dirRoot's
 	opened bool
 	root   *os.Root
 	err    error
+}
+
+// keptRoots are directories a sandbox child opens once for all the hooks
+// it runs, not once per hook: the machine tree (Hook.Root) and the bin
+// dir, which all hooks share. No hook can replace either (a hook
+// directory itself cannot be removed or renamed, and the machine tree is
+// none of them), nor does an apply. A package dir is never kept: an apply
+// replaces it between two batches of hooks.
+type keptRoots struct {
+	roots map[[2]string]*os.Root // by Hook.Root and machine path ("" for the tree)
+}
+
+func newKeptRoots() *keptRoots { return &keptRoots{roots: map[[2]string]*os.Root{}} }
+
+// open returns the kept root of machine path p (the tree for ""), opening
+// it with open the first time. A failure is not kept: the next hook tries
+// again.
+func (k *keptRoots) open(host, p string, open func() (*os.Root, error)) (*os.Root, error) {
+	key := [2]string{host, p}
+	if r, ok := k.roots[key]; ok {
+		return r, nil
+	}
+	r, err := open()
+	if err == nil {
+		k.roots[key] = r
+	}
+	return r, err
+}
+
+func (k *keptRoots) close() {
+	for key, r := range k.roots {
+		_ = r.Close()
+		delete(k.roots, key)
+	}
 }
 
 // loc is a resolved machine path: the root it lives in and its name there.
@@ -44,7 +80,8 @@ type loc struct {
 }
 
 // newRoots lists the hook's directories, innermost first in lookup order.
-func newRoots(h Hook) []*dirRoot {
+// With keep, the machine tree and the bin dir come from there.
+func newRoots(h Hook, keep *keptRoots) []*dirRoot {
 	prefixes := append([]string{h.PackageDir, h.DataDir, h.BinDir}, h.writable()...)
 	slices.SortFunc(prefixes, func(a, b string) int {
 		if len(a) != len(b) {
@@ -53,7 +90,7 @@ func newRoots(h Hook) []*dirRoot {
 		return strings.Compare(a, b)
 	})
 	prefixes = slices.Compact(prefixes)
-	host := &hostRoot{dir: h.Root}
+	host := &hostRoot{dir: h.Root, keep: keep}
 	var roots []*dirRoot
 	for _, p := range prefixes {
 		d := &dirRoot{prefix: p, writable: under(p, h.writable()), host: host}
@@ -61,6 +98,9 @@ func newRoots(h Hook) []*dirRoot {
 			if under(p, []string{roots[i].prefix}) {
 				d.parent = roots[i]
 			}
+		}
+		if p == h.BinDir && d.parent == nil && !under(p, []string{h.PackageDir}) {
+			d.keep = keep
 		}
 		roots = append(roots, d)
 	}
@@ -77,32 +117,46 @@ func (d *dirRoot) open() (*os.Root, error) {
 		return d.root, d.err
 	}
 	d.opened = true
+	if d.keep != nil {
+		d.root, d.err = d.keep.open(d.host.dir, d.prefix, d.openRoot)
+	} else {
+		d.root, d.err = d.openRoot()
+	}
+	return d.root, d.err
+}
+
+func (d *dirRoot) openRoot() (root *os.Root, err error) {
 	switch {
 	case d.parent != nil:
 		var pr *os.Root
-		if pr, d.err = d.parent.open(); d.err == nil {
-			d.root, d.err = pr.OpenRoot(relTo(d.parent.prefix, d.prefix))
+		if pr, err = d.parent.open(); err == nil {
+			root, err = pr.OpenRoot(relTo(d.parent.prefix, d.prefix))
 		}
 	case filepath.Clean(d.host.dir) == "/":
 		// Nothing can escape "/", and os.Root would refuse an absolute
 		// symlink on the way (/opt -> /data/opt) that is fine here.
-		d.root, d.err = os.OpenRoot(d.prefix)
+		root, err = os.OpenRoot(d.prefix)
 	default:
 		var hr *os.Root
-		if hr, d.err = d.host.open(); d.err == nil {
-			d.root, d.err = hr.OpenRoot(relTo("/", d.prefix))
+		if hr, err = d.host.open(); err == nil {
+			root, err = hr.OpenRoot(relTo("/", d.prefix))
 		}
 	}
-	if d.err != nil {
-		d.err = &fs.PathError{Op: "open", Path: d.prefix, Err: underlying(d.err)}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.prefix, Err: underlying(err)}
 	}
-	return d.root, d.err
+	return root, nil
 }
 
 func (h *hostRoot) open() (*os.Root, error) {
 	if !h.opened {
 		h.opened = true
-		h.root, h.err = os.OpenRoot(h.dir)
+		open := func() (*os.Root, error) { return os.OpenRoot(h.dir) }
+		if h.keep != nil {
+			h.root, h.err = h.keep.open(h.dir, "", open)
+		} else {
+			h.root, h.err = open()
+		}
 	}
 	return h.root, h.err
 }
@@ -116,14 +170,17 @@ func underlying(err error) error {
 	return err
 }
 
+// closeRoots closes the roots a hook opened, not the kept ones.
 func closeRoots(roots []*dirRoot) {
 	for _, d := range roots {
-		if d.root != nil {
+		if d.root != nil && d.keep == nil {
 			_ = d.root.Close()
 		}
 	}
-	if len(roots) > 0 && roots[0].host.root != nil {
-		_ = roots[0].host.root.Close()
+	if len(roots) > 0 {
+		if h := roots[0].host; h.root != nil && h.keep == nil {
+			_ = h.root.Close()
+		}
 	}
 }
 
@@ -266,18 +323,27 @@ func isEscape(err error) bool {
 	return err != nil && err.Error() == "path escapes from parent"
 }
 
-// protection is the set of machine paths owned by other packages.
-type protection struct{ sorted []string }
+// protection is the set of machine paths owned by other packages: those of
+// Hook.Protected, and those a sandbox child's claims give to a package
+// other than pkg.
+type protection struct {
+	sorted []string
+	claims claims
+	pkg    string
+}
 
-func newProtection(paths []string) protection {
+func newProtection(paths []string, c claims, pkg string) protection {
 	p := slices.Clone(paths)
 	slices.Sort(p)
-	return protection{sorted: slices.Compact(p)}
+	return protection{sorted: slices.Compact(p), claims: c, pkg: pkg}
 }
 
 // holds reports whether p is protected, or (withChildren) a directory that
 // holds a protected path.
 func (pr protection) holds(p string, withChildren bool) bool {
+	if pr.claimed(p, withChildren) {
+		return true
+	}
 	if _, found := slices.BinarySearch(pr.sorted, p); found || !withChildren {
 		return found
 	}
@@ -285,4 +351,22 @@ func (pr protection) holds(p string, withChildren bool) bool {
 	prefix := strings.TrimSuffix(p, "/") + "/"
 	i, _ := slices.BinarySearch(pr.sorted, prefix)
 	return i < len(pr.sorted) && strings.HasPrefix(pr.sorted[i], prefix)
+}
+
+// claimed is holds for the claims. A directory takes a scan of them all:
+// they are the paths a session's hooks made, and only a rename asks.
+func (pr protection) claimed(p string, withChildren bool) bool {
+	if owner, ok := pr.claims[p]; ok && owner != pr.pkg {
+		return true
+	}
+	if !withChildren {
+		return false
+	}
+	prefix := strings.TrimSuffix(p, "/") + "/"
+	for q, owner := range pr.claims {
+		if owner != pr.pkg && strings.HasPrefix(q, prefix) {
+			return true
+		}
+	}
+	return false
 }

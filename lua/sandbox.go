@@ -46,11 +46,13 @@ type violation struct {
 	err  error
 }
 
-func newSandbox(h Hook, lim Limits) *sandbox {
+// newSandbox prepares hook h; keep and c are a sandbox child's (nil in
+// Run): directories kept open from one hook to the next, and its claims.
+func newSandbox(h Hook, lim Limits, keep *keptRoots, c claims) *sandbox {
 	s := &sandbox{
 		hook:    h,
-		roots:   newRoots(h),
-		prot:    newProtection(h.Protected),
+		roots:   newRoots(h, keep),
+		prot:    newProtection(h.Protected, c, h.Package),
 		out:     output{max: lim.OutputBytes},
 		created: make(map[string]loc),
 		removed: make(map[string]loc),

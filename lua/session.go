@@ -449,6 +449,9 @@ func (s *Session) Close() error {
 	if c.waitErr != nil {
 		return fmt.Errorf("hook sandbox: %w: %s", c.waitErr, strings.TrimSpace(c.stderr.String()))
 	}
+	if ps := c.cmd.ProcessState; ps != nil {
+		s.log.Debug("hook sandbox exited", "pid", ps.Pid(), "user", ps.UserTime(), "system", ps.SystemTime())
+	}
 	return nil
 }
 

@@ -416,3 +416,39 @@ func waitExit(t *testing.T, pidfd int, timeout time.Duration) bool {
 		return n == 1
 	}
 }
+
+// A child keeps the bin dir open from one hook to the next, but not a
+// failure to open it (a bin dir made after a hook failed for its lack is
+// found by the next one), and never a package dir: one replaced between
+// two hooks is read anew.
+func TestSessionReopensWhatItDoesNotKeep(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, quick)
+	h := m.hook(`assert(os.copy(path_join(data_dir, "bin/htop"), path_join(packets_bin_dir, options.name)))`)
+	h.BinDir = "/usr/local/bin"
+	h.Options = map[string]string{"name": "htop"}
+	if _, err := s.Run(t.Context(), h); err == nil || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Fatalf("hook into a missing bin dir = %v, want no such file or directory", err)
+	}
+	if err := os.MkdirAll(m.path("usr/local/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(t.Context(), h); err != nil {
+		t.Fatalf("hook once the bin dir exists: %v", err)
+	}
+	if got := m.read(t, "usr/local/bin/htop"); got != "#!/bin/sh\necho htop\n" {
+		t.Errorf("usr/local/bin/htop = %q", got)
+	}
+
+	if err := os.Rename(m.path("opt/packets/htop"), m.path("opt/packets/htop.old")); err != nil {
+		t.Fatal(err)
+	}
+	m.write(t, "opt/packets/htop/data/bin/htop", "new\n", 0o755)
+	h.Options = map[string]string{"name": "htop-new"}
+	if _, err := s.Run(t.Context(), h); err != nil {
+		t.Fatalf("hook of the replaced package dir: %v", err)
+	}
+	if got := m.read(t, "usr/local/bin/htop-new"); got != "new\n" {
+		t.Errorf("usr/local/bin/htop-new = %q, want the new package dir's file", got)
+	}
+}
