@@ -119,9 +119,8 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes)
 	var memory uint64 // the limit in force; a session sends the same every time
-	claims := claims{}
-	keep := newKeptRoots()
-	defer keep.close()
+	c := carried{roots: newKeptRoots(), claims: claims{}, std: newStdlib()}
+	defer c.roots.close()
 	for sc.Scan() {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -131,7 +130,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 			return fmt.Errorf("read hook request: %w", err)
 		}
 		if req.Claims != nil {
-			claims = req.Claims
+			c.claims = req.Claims
 		}
 		lim := req.Limits.withDefaults()
 		if lim.MemoryBytes != memory {
@@ -140,8 +139,8 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 			}
 			memory = lim.MemoryBytes
 		}
-		res, err := runWatched(ctx, req.Hook, lim, keep, claims)
-		claims.take(req.Hook, res) // a hook that failed may have created some
+		res, err := runWatched(ctx, req.Hook, lim, c)
+		c.claims.take(req.Hook, res) // a hook that failed may have created some
 		if err := enc.Encode(response{Result: res, Error: toWire(err)}); err != nil {
 			return fmt.Errorf("write hook result: %w", err)
 		}
@@ -190,14 +189,14 @@ func limitMemory(base, limit uint64) error {
 // memoryPoll and cancels the hook (with ErrMemoryLimit as the cause) once it
 // passes the limit. The watchdog is a timer, not a goroutine: a hook that
 // ends within the first period, as most do, never starts one.
-func runWatched(ctx context.Context, h Hook, lim Limits, keep *keptRoots, c claims) (Result, error) {
+func runWatched(ctx context.Context, h Hook, lim Limits, c carried) (Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	w := &memoryWatch{cancel: cancel, limit: lim.MemoryBytes}
 	w.mu.Lock()
 	w.timer = time.AfterFunc(memoryPoll, w.check)
 	w.mu.Unlock()
-	res, err := run(ctx, h, lim, keep, c)
+	res, err := run(ctx, h, lim, c)
 	w.stop()
 	return res, err
 }

@@ -19,33 +19,14 @@ func forbiddenGlobals() []string {
 	}
 }
 
-// setup builds the hook's environment: it opens base (with coroutine, as in
-// Lua 5.1), table, string and math, deletes what hooks must not have (after
-// the libraries that define it, which is why the order matters), then adds
-// the packets API: globals, print, path_join, and os and io tables of its
-// own.
-func (s *sandbox) setup() {
+// setup builds the hook's environment: Lua's library from std, a
+// metatable on _G that names the globals hooks must not have, then the
+// packets API: globals, print, path_join, and os and io tables of its own.
+func (s *sandbox) setup(std *stdlib) {
 	L := s.L
-	for _, lib := range []struct {
-		name string
-		open glua.LGFunction
-	}{
-		{glua.BaseLibName, glua.OpenBase},
-		{glua.TabLibName, glua.OpenTable},
-		{glua.StringLibName, glua.OpenString},
-		{glua.MathLibName, glua.OpenMath},
-		{glua.CoroutineLibName, glua.OpenCoroutine},
-	} {
-		L.Push(L.NewFunction(lib.open))
-		L.Push(glua.LString(lib.name))
-		L.Call(1, 0)
-	}
+	std.install(L)
 	g := L.G.Global
-	forbidden := forbiddenGlobals()
-	for _, name := range forbidden {
-		g.RawSetString(name, glua.LNil)
-	}
-	L.SetMetatable(g, s.missingNames("", forbidden))
+	L.SetMetatable(g, s.missingNames("", forbiddenGlobals()))
 	s.setupString()
 
 	g.RawSetString("print", L.NewFunction(s.print))

@@ -129,13 +129,19 @@ func (e *limitError) Unwrap() error { return e.sentinel }
 // not enforced at all: untrusted hooks go through a Session, whose child
 // process is killed when either limit passes.
 func Run(ctx context.Context, h Hook, lim Limits) (Result, error) {
-	return run(ctx, h, lim, nil, nil)
+	return run(ctx, h, lim, carried{})
 }
 
-// run is Run in a sandbox child: keep holds the directories it keeps open
-// across hooks, and c its claims, protected as Hook.Protected is from
-// every other package's hooks.
-func run(ctx context.Context, h Hook, lim Limits, keep *keptRoots, c claims) (Result, error) {
+// carried is what a sandbox child carries from one hook to the next; Run
+// carries nothing.
+type carried struct {
+	roots  *keptRoots // directories kept open
+	claims claims     // protected as Hook.Protected is from every other package's hooks
+	std    *stdlib    // Lua's library, built once
+}
+
+// run is Run, with what a sandbox child carries.
+func run(ctx context.Context, h Hook, lim Limits, c carried) (Result, error) {
 	lim = lim.withDefaults()
 	fail := func(line int, err error) (Result, error) {
 		return Result{}, &HookError{Package: h.Package, Script: h.Script, Line: line, Err: err}
@@ -146,7 +152,7 @@ func run(ctx context.Context, h Hook, lim Limits, keep *keptRoots, c claims) (Re
 	ctx, cancel := context.WithTimeoutCause(ctx, lim.Timeout, &limitError{ErrTimeout, lim.Timeout.String()})
 	defer cancel()
 
-	sb := newSandbox(h, lim, keep, c)
+	sb := newSandbox(h, lim, c)
 	defer sb.close()
 	runErr := sb.exec(ctx)
 	res := sb.result()

@@ -46,13 +46,12 @@ type violation struct {
 	err  error
 }
 
-// newSandbox prepares hook h; keep and c are a sandbox child's (nil in
-// Run): directories kept open from one hook to the next, and its claims.
-func newSandbox(h Hook, lim Limits, keep *keptRoots, c claims) *sandbox {
+// newSandbox prepares hook h with what a sandbox child carried over.
+func newSandbox(h Hook, lim Limits, c carried) *sandbox {
 	s := &sandbox{
 		hook:    h,
-		roots:   newRoots(h, keep),
-		prot:    newProtection(h.Protected, c, h.Package),
+		roots:   newRoots(h, c.roots),
+		prot:    newProtection(h.Protected, c.claims, h.Package),
 		out:     output{max: lim.OutputBytes},
 		created: make(map[string]loc),
 		removed: make(map[string]loc),
@@ -66,7 +65,10 @@ func newSandbox(h Hook, lim Limits, keep *keptRoots, c claims) *sandbox {
 		RegistrySize:        registrySize,
 		RegistryMaxSize:     registryMaxSize,
 	})
-	s.setup()
+	if c.std == nil {
+		c.std = newStdlib()
+	}
+	s.setup(c.std)
 	return s
 }
 

@@ -452,3 +452,28 @@ func TestSessionReopensWhatItDoesNotKeep(t *testing.T) {
 		t.Errorf("usr/local/bin/htop-new = %q, want the new package dir's file", got)
 	}
 }
+
+// The hooks of one child share Lua's library functions but not the tables
+// that hold them: what one hook changes in its environment, the next one
+// does not see.
+func TestSessionHooksDoNotShareTheirLibrary(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, quick)
+	vandal := m.hook(`
+string.upper = nil; math.pi = 3; table.insert = nil; coroutine.wrap = nil
+getmetatable("").__index = {}
+_G.assert = nil; leaked = "yes"`)
+	if _, err := s.Run(t.Context(), vandal); err != nil {
+		t.Fatalf("first hook: %v", err)
+	}
+	check := m.hook(`
+print(string.upper("ok"), ("x"):rep(2), math.pi > 3.14, type(table.insert), type(coroutine.wrap))
+assert(leaked == nil, "a global of the hook before")`)
+	res, err := s.Run(t.Context(), check)
+	if err != nil {
+		t.Fatalf("second hook: %v", err)
+	}
+	if want := "OK\txx\ttrue\tfunction\tfunction\n"; res.Output != want {
+		t.Errorf("second hook printed %q, want %q", res.Output, want)
+	}
+}

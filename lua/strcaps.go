@@ -21,13 +21,11 @@ const (
 	patternBudgetLog2 = 48
 )
 
-// setupString removes string.dump, caps rep and the pattern functions, and
-// gives strings a metatable of their own whose __index is the sanitised
-// string table (gopher-lua otherwise uses the string table itself as the
-// metatable, so string.__index would be visible).
-func (s *sandbox) setupString() {
-	L := s.L
-	str := L.GetGlobal(glua.StringLibName).(*glua.LTable)
+// capString removes string.dump and the __index gopher-lua gives the
+// string table (it uses the table itself as strings' metatable, where
+// string.__index would be visible), and caps rep and the pattern functions.
+// It runs once, on the scratch state of a stdlib.
+func capString(L *glua.LState, str *glua.LTable) {
 	str.RawSetString("dump", glua.LNil)
 	str.RawSetString("__index", glua.LNil)
 	str.RawSetString("rep", L.NewFunction(strRep))
@@ -35,6 +33,13 @@ func (s *sandbox) setupString() {
 		orig := str.RawGetString(name).(*glua.LFunction)
 		str.RawSetString(name, L.NewFunction(capPattern("string."+name, orig)))
 	}
+}
+
+// setupString gives strings a metatable of their own whose __index is the
+// hook's string table, which denies string.dump by name.
+func (s *sandbox) setupString() {
+	L := s.L
+	str := L.GetGlobal(glua.StringLibName).(*glua.LTable)
 	L.SetMetatable(str, s.missingNames("string.", []string{"dump"}))
 	mt := L.CreateTable(0, 1)
 	mt.RawSetString("__index", str)

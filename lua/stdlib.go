@@ -1,0 +1,123 @@
+package lua
+
+import (
+	"fmt"
+	"slices"
+
+	glua "github.com/yuin/gopher-lua"
+)
+
+// stdlib is Lua's own library as hooks get it: base (with coroutine, as in
+// Lua 5.1), table, string and math, without what hooks must not have
+// (forbiddenGlobals, string.dump) and with the string functions capped
+// (strcaps.go). A sandbox child builds it once, in a scratch state, and
+// copies it into every hook's state: the tables are the hook's own, made
+// afresh (a hook may change them), the functions in them are shared.
+//
+// Sharing a Go function between states is safe because nothing in Lua can
+// change one: its only mutable part, the environment, is reached through
+// getfenv, setfenv and the loaders, which hooks do not have. Opening the
+// libraries for every hook instead cost a quarter of a hook's time in the
+// child (a hundred functions made, registered and partly deleted again).
+type stdlib struct {
+	globals []field   // of _G, apart from _G itself and the libraries
+	libs    []library // in the order they are set
+}
+
+type field struct {
+	name  string
+	value glua.LValue
+}
+
+type library struct {
+	name   string
+	fields []field
+}
+
+// libraries are the libraries hooks get, in the order they are opened.
+func libraries() []struct {
+	name string
+	open glua.LGFunction
+} {
+	return []struct {
+		name string
+		open glua.LGFunction
+	}{
+		{glua.BaseLibName, glua.OpenBase},
+		{glua.TabLibName, glua.OpenTable},
+		{glua.StringLibName, glua.OpenString},
+		{glua.MathLibName, glua.OpenMath},
+		{glua.CoroutineLibName, glua.OpenCoroutine},
+	}
+}
+
+func newStdlib() *stdlib {
+	L := glua.NewState(glua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	for _, lib := range libraries() {
+		L.Push(L.NewFunction(lib.open))
+		L.Push(glua.LString(lib.name))
+		L.Call(1, 0)
+	}
+	g := L.G.Global
+	forbidden := forbiddenGlobals()
+	capString(L, g.RawGetString(glua.StringLibName).(*glua.LTable))
+
+	std := &stdlib{}
+	libs := map[*glua.LTable]string{}
+	for _, lib := range libraries()[1:] { // base is _G itself
+		libs[g.RawGetString(lib.name).(*glua.LTable)] = lib.name
+	}
+	for _, lib := range libraries()[1:] {
+		std.libs = append(std.libs, library{name: lib.name, fields: fields(g.RawGetString(lib.name).(*glua.LTable), nil)})
+	}
+	g.ForEach(func(k, v glua.LValue) {
+		name, ok := k.(glua.LString)
+		if !ok {
+			panic(fmt.Sprintf("lua: global with a key of type %s", k.Type()))
+		}
+		tb, isTable := v.(*glua.LTable)
+		switch {
+		case slices.Contains(forbidden, string(name)):
+		case tb == g:
+		case isTable && libs[tb] != "":
+		case isTable:
+			panic(fmt.Sprintf("lua: global table %s is no library", name))
+		default:
+			std.globals = append(std.globals, field{string(name), v})
+		}
+	})
+	return std
+}
+
+// fields lists tb's string-keyed fields, but the ones named in skip.
+func fields(tb *glua.LTable, skip []string) []field {
+	var out []field
+	tb.ForEach(func(k, v glua.LValue) {
+		name, ok := k.(glua.LString)
+		if !ok {
+			panic(fmt.Sprintf("lua: library field with a key of type %s", k.Type()))
+		}
+		if !slices.Contains(skip, string(name)) {
+			out = append(out, field{string(name), v})
+		}
+	})
+	return out
+}
+
+// install fills L's (fresh) global table: the globals, _G, and a table of
+// its own for every library.
+func (std *stdlib) install(L *glua.LState) {
+	g := L.G.Global
+	for _, f := range std.globals {
+		g.RawSetString(f.name, f.value)
+	}
+	g.RawSetString("_G", g)
+	for _, lib := range std.libs {
+		tb := L.CreateTable(0, len(lib.fields))
+		for _, f := range lib.fields {
+			tb.RawSetString(f.name, f.value)
+		}
+		g.RawSetString(lib.name, tb)
+	}
+}
