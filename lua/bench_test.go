@@ -1,6 +1,7 @@
 package lua_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/packets-dev/packets/lua"
@@ -64,5 +65,48 @@ func BenchmarkStart(b *testing.B) {
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkOwners runs 200 W10 hooks through one child, each sent before
+// the result of the one before is read, as an apply does, on a machine
+// whose bin dir holds 5,000 paths of other packages: given with every hook
+// (Hook.Protected) or once for the session (SetOwners, what packets does).
+func BenchmarkOwners(b *testing.B) {
+	m := newMachine(b)
+	owners := map[string]string{}
+	var paths []string
+	for i := range 5000 {
+		p := fmt.Sprintf("/usr/bin/other-tool-%04d", i)
+		owners[p] = "other"
+		paths = append(paths, p)
+	}
+	for _, bench := range []struct {
+		name string
+		set  func(*lua.Session, *lua.Hook)
+	}{
+		{"with-every-hook", func(_ *lua.Session, h *lua.Hook) { h.Protected = paths }},
+		{"once", func(s *lua.Session, h *lua.Hook) { h.Protected = nil; s.SetOwners(owners) }},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			s, err := testRunner(quick).Start(b.Context())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			h := m.hook(copyHook)
+			bench.set(s, &h)
+			for b.Loop() {
+				sent := make([]*lua.Pending, 0, 200)
+				for range 200 {
+					sent = append(sent, s.Send(b.Context(), h))
+				}
+				for _, p := range sent {
+					if _, err := p.Wait(b.Context()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }

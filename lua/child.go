@@ -28,8 +28,13 @@ import (
 // child's: a child's first request carries the claims the session read so
 // far (a child started after a kill), and the first request after the
 // session went idle carries none (installed.db records them by then).
+//
+// Owners: the paths that installed.db gives to packages (Session.SetOwners),
+// protected from every other package's hooks as claims are. A request whose
+// Owners is not null replaces the child's: the session sends them with the
+// first request after they changed, and with a new child's first.
 const (
-	protocolVersion = 2
+	protocolVersion = 3
 	maxMessageBytes = 64 << 20
 	// memoryPoll is how often the child samples its heap while a hook runs.
 	memoryPoll = 5 * time.Millisecond
@@ -45,6 +50,9 @@ type request struct {
 	// Claims, when not null, replaces the child's claims (machine path ->
 	// package).
 	Claims claims `json:"claims"`
+	// Owners, when not null, replaces the child's owners (machine path ->
+	// package).
+	Owners claims `json:"owners"`
 }
 
 type response struct {
@@ -119,7 +127,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), maxMessageBytes)
 	var memory uint64 // the limit in force; a session sends the same every time
-	c := carried{roots: newKeptRoots(), claims: claims{}, std: newStdlib()}
+	c := carried{roots: newKeptRoots(), claims: claims{}, owners: claims{}, std: newStdlib()}
 	defer c.roots.close()
 	for sc.Scan() {
 		if err := ctx.Err(); err != nil {
@@ -131,6 +139,9 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 		}
 		if req.Claims != nil {
 			c.claims = req.Claims
+		}
+		if req.Owners != nil {
+			c.owners = req.Owners
 		}
 		lim := req.Limits.withDefaults()
 		if lim.MemoryBytes != memory {
@@ -150,7 +161,8 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 
 // claims maps the machine paths outside their package dirs that hooks of
 // a session created to their packages. (No other package's hook can reach
-// a package dir: claiming paths there would only cost.)
+// a package dir: claiming paths there would only cost.) A child's owners,
+// the paths installed.db gives to packages, take the same form.
 type claims map[string]string
 
 // take records what hook h did: the paths it created are its package's,

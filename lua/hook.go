@@ -137,6 +137,7 @@ func Run(ctx context.Context, h Hook, lim Limits) (Result, error) {
 type carried struct {
 	roots  *keptRoots // directories kept open
 	claims claims     // protected as Hook.Protected is from every other package's hooks
+	owners claims     // the same, from installed.db (Session.SetOwners)
 	std    *stdlib    // Lua's library, built once
 }
 

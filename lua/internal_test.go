@@ -35,7 +35,7 @@ func TestRepetitions(t *testing.T) {
 }
 
 func TestProtectionHolds(t *testing.T) {
-	p := newProtection([]string{"/usr/bin/vim", "/usr/share/vim/x", "/usr/bin/vim-tiny"}, nil, "")
+	p := newProtection([]string{"/usr/bin/vim", "/usr/share/vim/x", "/usr/bin/vim-tiny"}, "")
 	tests := []struct {
 		path         string
 		withChildren bool
@@ -56,17 +56,18 @@ func TestProtectionHolds(t *testing.T) {
 			t.Errorf("holds(%q, %v) = %v, want %v", tt.path, tt.withChildren, got, tt.want)
 		}
 	}
-	p = newProtection([]string{"/a/b-c", "/a/b/c"}, nil, "")
+	p = newProtection([]string{"/a/b-c", "/a/b/c"}, "")
 	if !p.holds("/a/b", true) {
 		t.Errorf(`holds("/a/b", true) = false with "/a/b-c" sorting before "/a/b/c"`)
 	}
 }
 
-// A sandbox child's claims protect a path from every package but the one
-// whose hook made it, the same way Hook.Protected does.
+// A sandbox child's owners and claims protect a path from every package
+// but its owner, the same way Hook.Protected does.
 func TestProtectionHoldsClaims(t *testing.T) {
-	c := claims{"/usr/bin/vim": "vim", "/usr/share/vim/x": "vim", "/usr/bin/htop": "htop"}
-	p := newProtection([]string{"/usr/bin/nano"}, c, "htop")
+	owners := claims{"/usr/bin/vim": "vim", "/usr/bin/htop": "htop"}
+	c := claims{"/usr/share/vim/x": "vim"}
+	p := newProtection([]string{"/usr/bin/nano"}, "htop", owners, c)
 	tests := []struct {
 		path         string
 		withChildren bool

@@ -324,25 +324,27 @@ func isEscape(err error) bool {
 }
 
 // protection is the set of machine paths owned by other packages: those of
-// Hook.Protected, and those a sandbox child's claims give to a package
-// other than pkg.
+// Hook.Protected, and those a sandbox child's owners and claims give to a
+// package other than pkg.
 type protection struct {
 	sorted []string
-	claims claims
 	pkg    string
+	owned  []claims
 }
 
-func newProtection(paths []string, c claims, pkg string) protection {
+func newProtection(paths []string, pkg string, owned ...claims) protection {
 	p := slices.Clone(paths)
 	slices.Sort(p)
-	return protection{sorted: slices.Compact(p), claims: c, pkg: pkg}
+	return protection{sorted: slices.Compact(p), pkg: pkg, owned: owned}
 }
 
 // holds reports whether p is protected, or (withChildren) a directory that
 // holds a protected path.
 func (pr protection) holds(p string, withChildren bool) bool {
-	if pr.claimed(p, withChildren) {
-		return true
+	for _, o := range pr.owned {
+		if pr.ownedBy(o, p, withChildren) {
+			return true
+		}
 	}
 	if _, found := slices.BinarySearch(pr.sorted, p); found || !withChildren {
 		return found
@@ -353,17 +355,17 @@ func (pr protection) holds(p string, withChildren bool) bool {
 	return i < len(pr.sorted) && strings.HasPrefix(pr.sorted[i], prefix)
 }
 
-// claimed is holds for the claims. A directory takes a scan of them all:
-// they are the paths a session's hooks made, and only a rename asks.
-func (pr protection) claimed(p string, withChildren bool) bool {
-	if owner, ok := pr.claims[p]; ok && owner != pr.pkg {
+// ownedBy is holds for one map of owners. A directory takes a scan of
+// them all: only a rename asks.
+func (pr protection) ownedBy(o claims, p string, withChildren bool) bool {
+	if owner, ok := o[p]; ok && owner != pr.pkg {
 		return true
 	}
 	if !withChildren {
 		return false
 	}
 	prefix := strings.TrimSuffix(p, "/") + "/"
-	for q, owner := range pr.claims {
+	for q, owner := range o {
 		if owner != pr.pkg && strings.HasPrefix(q, prefix) {
 			return true
 		}

@@ -51,7 +51,7 @@ func newSandbox(h Hook, lim Limits, c carried) *sandbox {
 	s := &sandbox{
 		hook:    h,
 		roots:   newRoots(h, c.roots),
-		prot:    newProtection(h.Protected, c.claims, h.Package),
+		prot:    newProtection(h.Protected, h.Package, c.owners, c.claims),
 		out:     output{max: lim.OutputBytes},
 		created: make(map[string]loc),
 		removed: make(map[string]loc),

@@ -52,6 +52,7 @@ type Session struct {
 	// claims are those of the results read since the session was last
 	// idle (every hook sent read): for a child started after a kill.
 	claims claims
+	owners claims // SetOwners'
 }
 
 // Pending is a hook sent with Send whose result Wait reads.
@@ -82,6 +83,7 @@ type child struct {
 	stopped sync.Once
 	stderr  *headBuffer
 	claimed bool // its claims are the session's: a request carried them, or results since
+	owned   bool // it has the session's owners: a request carried them
 	// lastWrite is closed when the last request written ahead is in the
 	// pipe (Session.mu guards the field).
 	lastWrite chan struct{}
@@ -197,6 +199,22 @@ func (s *Session) Run(ctx context.Context, h Hook) (Result, error) {
 	return s.Send(ctx, h).Wait(ctx)
 }
 
+// SetOwners gives the machine paths that packages own (path -> package):
+// from the next hook written to the child on, a hook may not write,
+// remove or rename onto one that its package does not own. It is
+// Hook.Protected for every hook at once, sent to the child once rather
+// than with each hook (in packets, the bin dir's paths in installed.db,
+// set again whenever installed.db changes). s keeps owners: the caller
+// must not change it afterwards.
+func (s *Session) SetOwners(owners map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.owners = owners
+	if s.c != nil {
+		s.c.owned = false
+	}
+}
+
 // Send hands h to the child without waiting for it: when the hook before
 // it is still running, the child finds h waiting as soon as it is done,
 // instead of idling while the caller reads that result and prepares the
@@ -264,21 +282,27 @@ func (s *Session) writeAhead(ctx context.Context) {
 			if msg, err := s.request(p.h, s.c); err == nil && len(msg) <= aheadMax {
 				p.c = s.c
 				p.c.writeAfter(msg)
-				p.c.claimed = true
+				p.c.claimed, p.c.owned = true, true
 			}
 			return
 		}
 	}
 }
 
-// request encodes h for child c, with the session's claims unless c has
-// them already (see the protocol's claims).
+// request encodes h for child c, with the session's claims and owners
+// unless c has them already (see the protocol's claims and owners).
 func (s *Session) request(h Hook, c *child) ([]byte, error) {
 	req := request{Hook: h, Limits: s.r.Limits.withDefaults()}
 	if !c.claimed {
 		req.Claims = s.claims
 		if req.Claims == nil {
 			req.Claims = claims{} // not null: the child's are replaced
+		}
+	}
+	if !c.owned {
+		req.Owners = s.owners
+		if req.Owners == nil {
+			req.Owners = claims{}
 		}
 	}
 	msg, err := json.Marshal(req)
@@ -332,7 +356,7 @@ func (s *Session) step(ctx context.Context) {
 			done(Result{}, c.deathError())
 			return
 		}
-		p.c, c.claimed = c, true
+		p.c, c.claimed, c.owned = c, true, true
 	}
 	s.writeAhead(ctx)
 
@@ -386,7 +410,7 @@ func (s *Session) result(h Hook, c *child, line []byte) (Result, error) {
 
 // idle forgets the claims once every hook sent has been read: the caller
 // records what its hooks made before it sends more (installed.Tx does), and
-// from then on installed.db protects those paths through Hook.Protected. A
+// from then on installed.db protects those paths (SetOwners). A
 // claim kept longer would outlive a package that an apply then removes.
 func (s *Session) idle() {
 	s.claims = nil

@@ -292,7 +292,7 @@ func TestStartRejectsNonChild(t *testing.T) {
 // A child that answers garbage is killed, and the hook fails.
 func TestSessionProtocolViolation(t *testing.T) {
 	m := newMachine(t)
-	r := &lua.Runner{Command: []string{"/bin/sh", "-c", `echo '{"packets_hook_child":2}'; read line; echo garbage; exec sleep 600`}}
+	r := &lua.Runner{Command: []string{"/bin/sh", "-c", `echo '{"packets_hook_child":3}'; read line; echo garbage; exec sleep 600`}}
 	s, err := r.Start(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -475,5 +475,42 @@ assert(leaked == nil, "a global of the hook before")`)
 	}
 	if want := "OK\txx\ttrue\tfunction\tfunction\n"; res.Output != want {
 		t.Errorf("second hook printed %q, want %q", res.Output, want)
+	}
+}
+
+// The owners set with SetOwners protect their paths from every other
+// package's hooks, reach a child started after a kill, and change when set
+// again.
+func TestSessionOwners(t *testing.T) {
+	m := newMachine(t)
+	s := startSession(t, quick)
+	s.SetOwners(map[string]string{"/usr/bin/vim": "vim", "/usr/bin/htop": "htop"})
+	onto := func(target string) lua.Hook {
+		h := m.hook(`assert(os.copy(path_join(data_dir, "bin/htop"), "` + target + `"))`)
+		h.Protected = nil
+		return h
+	}
+	if _, err := s.Run(t.Context(), onto("/usr/bin/vim")); !errors.Is(err, lua.ErrDenied) || !strings.Contains(err.Error(), "/usr/bin/vim belongs to another package") {
+		t.Errorf("copy onto vim's path = %v, want denied", err)
+	}
+	if _, err := s.Run(t.Context(), onto("/usr/bin/htop")); err != nil {
+		t.Errorf("copy onto its own package's path: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := s.Run(ctx, m.hook(`while true do end`)); err == nil {
+		t.Fatal("an endless hook under a cancelled context succeeded")
+	}
+	if _, err := s.Run(t.Context(), onto("/usr/bin/vim")); !errors.Is(err, lua.ErrDenied) {
+		t.Errorf("after a kill, copy onto vim's path = %v, want denied", err)
+	}
+
+	s.SetOwners(map[string]string{})
+	if _, err := s.Run(t.Context(), onto("/usr/bin/vim")); err != nil {
+		t.Errorf("once vim owns nothing, copy onto its path: %v", err)
+	}
+	if got := m.read(t, "usr/bin/vim"); got != "#!/bin/sh\necho htop\n" {
+		t.Errorf("usr/bin/vim = %q", got)
 	}
 }

@@ -217,6 +217,17 @@ func TestSnapshotAndQueries(t *testing.T) {
 		}
 	}
 
+	record(t, db, receipt("nvi", 1), File{Package: "nvi", Path: "/usr/bin/nvi", Type: TypeFile, Mode: 0o755, FromHook: true},
+		File{Package: "nvi", Path: "/usr/bin0", Type: TypeFile, Mode: 0o644}, File{Package: "nvi", Path: "/usr/bin", Type: TypeDir, Mode: 0o755})
+	owners, err := db.OwnersUnder(ctx, "/usr/bin/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]packages.Name{"/usr/bin/htop": "htop", "/usr/bin/nvi": "nvi"}, owners); diff != "" {
+		t.Errorf("OwnersUnder(/usr/bin/) (-want +got):\n%s", diff) // not the dir itself, nor a sibling that sorts after its slash
+	}
+	g0++ // nvi's record
+
 	if err := db.SetReason(ctx, "nano", ReasonExplicit); err != nil {
 		t.Fatal(err)
 	}

@@ -74,9 +74,15 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+const generationQuery = `SELECT value FROM meta WHERE key = ?`
+
 func generation(ctx context.Context, q querier) (Generation, error) {
+	return parseGeneration(q.QueryRowContext(ctx, generationQuery, MetaGeneration))
+}
+
+func parseGeneration(row *sql.Row) (Generation, error) {
 	var s string
-	if err := q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, MetaGeneration).Scan(&s); err != nil {
+	if err := row.Scan(&s); err != nil {
 		return 0, fmt.Errorf("read generation: %w", err)
 	}
 	g, err := strconv.ParseInt(s, 10, 64)
@@ -104,9 +110,14 @@ func (db *DB) Count(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Generation returns the current generation; it is one indexed read.
+// Generation returns the current generation; it is one indexed read, of
+// a statement prepared once (an apply with hooks asks before every hook).
 func (db *DB) Generation(ctx context.Context) (Generation, error) {
-	return generation(ctx, db.sql)
+	st, err := db.prepared(ctx, generationQuery)
+	if err != nil {
+		return 0, fmt.Errorf("read generation: %w", err)
+	}
+	return parseGeneration(st.QueryRowContext(ctx, MetaGeneration))
 }
 
 // Package returns name's receipt, or an error wrapping ErrNotInstalled.

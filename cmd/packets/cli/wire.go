@@ -137,6 +137,10 @@ type hookRunner struct {
 	session *lua.Session
 	binDir  bool // made
 	closed  bool
+	// ownersAt is the installed.db generation whose owners of bin dir
+	// paths the session has (none yet: ownersSet false).
+	ownersAt  installed.Generation
+	ownersSet bool
 }
 
 func (m *machine) hookRunner() *hookRunner {
@@ -160,15 +164,14 @@ func (h *hookRunner) SendHook(ctx context.Context, pkg *installed.Package, scrip
 	if err != nil {
 		return func() ([]string, error) { return nil, err }
 	}
-	l := h.m.layout
-	protected, err := h.m.db.OwnedUnder(ctx, l.BinDir, pkg.Name)
-	if err != nil {
+	if err := h.setOwners(ctx, s); err != nil {
 		return func() ([]string, error) { return nil, err }
 	}
+	l := h.m.layout
 	sent := s.Send(ctx, lua.Hook{
 		Package: string(pkg.Name), Script: script, Source: src, Root: l.Root,
 		PackageDir: pkg.DataDir, DataDir: path.Join(pkg.DataDir, packages.DataDir), BinDir: l.BinDir,
-		Protected: protected, Options: pkg.Options,
+		Options: pkg.Options,
 	})
 	return func() ([]string, error) {
 		res, err := sent.Wait(ctx)
@@ -177,6 +180,33 @@ func (h *hookRunner) SendHook(ctx context.Context, pkg *installed.Package, scrip
 		}
 		return res.Created, err
 	}
+}
+
+// setOwners gives s the owners of the bin dir's paths in installed.db
+// (paths a hook of another package must not overwrite) when installed.db
+// changed since it last did: once per batch of hooks, rather than the
+// list with every hook.
+func (h *hookRunner) setOwners(ctx context.Context, s *lua.Session) error {
+	gen, err := h.m.db.Generation(ctx)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ownersSet && gen == h.ownersAt {
+		return nil
+	}
+	owned, err := h.m.db.OwnersUnder(ctx, h.m.layout.BinDir)
+	if err != nil {
+		return err
+	}
+	owners := make(map[string]string, len(owned))
+	for p, pkg := range owned {
+		owners[p] = string(pkg)
+	}
+	s.SetOwners(owners)
+	h.ownersAt, h.ownersSet = gen, true
+	return nil
 }
 
 // prestart starts the sandbox child in the background, so that the first
