@@ -166,27 +166,33 @@ assert(os.copy(path_join(data_dir, "bin/htop"), path_join(packets_bin_dir, "h%d"
 	}
 }
 
-// A hook sent behind one that gets its child killed (the time limit) runs
-// in the next child; so does one sent behind a hook whose caller gave up,
-// unless its own caller gave up too.
+// The hooks sent behind one that gets its child killed (the time limit),
+// written to it already or not, run in the next child, in order; so does
+// one sent behind a hook whose caller gave up, unless its own caller gave
+// up too.
 func TestSessionSendAheadAfterKill(t *testing.T) {
 	m := newMachine(t)
 	s := startSession(t, lua.Limits{Timeout: 300 * time.Millisecond})
 	stuck := s.Send(t.Context(), m.hook(`local i = string.find(("a"):rep(4000), ".-.-.-.-b")`))
-	next := s.Send(t.Context(), m.hook(`print("next")`))
+	var behind []*lua.Pending
+	for i := range 3 {
+		behind = append(behind, s.Send(t.Context(), m.hook(fmt.Sprintf(`print("next %d")`, i))))
+	}
 	_, err := stuck.Wait(t.Context())
 	checkHookError(t, err, lua.ErrTimeout, "time limit exceeded (300ms)", 0)
-	if res, err := next.Wait(t.Context()); err != nil || res.Output != "next\n" {
-		t.Errorf("the hook behind the killed one: %+v, %v", res, err)
+	for i, p := range behind {
+		if res, err := p.Wait(t.Context()); err != nil || res.Output != fmt.Sprintf("next %d\n", i) {
+			t.Errorf("hook %d behind the killed one: %+v, %v", i, res, err)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	loop := s.Send(ctx, m.hook("while true do end"))
-	behind := s.Send(ctx, m.hook(`print("behind")`))
+	after := s.Send(ctx, m.hook(`print("behind")`))
 	_, err = loop.Wait(ctx)
 	checkHookError(t, err, context.DeadlineExceeded, "context deadline exceeded", 0)
-	_, err = behind.Wait(ctx)
+	_, err = after.Wait(ctx)
 	checkHookError(t, err, context.DeadlineExceeded, "context deadline exceeded", 0)
 	if res, err := s.Run(t.Context(), m.hook(`print("after")`)); err != nil || res.Output != "after\n" {
 		t.Errorf("Run after the cancellation: %+v, %v", res, err)
