@@ -16,7 +16,11 @@
 // ServeChild(ctx, os.Stdin, os.Stdout). It runs in its own process group and
 // is killed by the kernel if packets dies (Pdeathsig). Parent and child speak
 // newline-delimited JSON: a hello from the child, then one request (the Hook
-// and the Limits) and one response (the Result or the error) per hook.
+// and the Limits, and the owners and claims when they change) and one
+// response (the Result or the error) per hook. The child keeps what all its
+// hooks share from one to the next: Lua's library (built once, its
+// functions shared, each hook's tables its own), the machine tree and the
+// bin dir opened, and the paths other packages own.
 //
 // Each hook has a wall-clock limit (config [hooks] timeout, default 60 s):
 // the child stops the hook itself when it can, and the parent kills the child
@@ -27,8 +31,8 @@
 // a *HookError naming the package, the script and, where known, the line:
 // "htop: install.lua:12: message".
 //
-// Run runs a hook in-process, without the memory limit. It is what the child
-// calls, and what tests use. The package's own tests run the child as the
+// Run runs a hook in-process, without the memory limit, as the child does
+// but with nothing kept from another hook; tests use it. The package's own tests run the child as the
 // usual Go trick: TestMain serves the protocol when an environment variable
 // is set, and the Runner re-executes the test binary with it (main_test.go).
 //

@@ -279,8 +279,9 @@ func (s *sandbox) copyFile(src, dst loc) (string, error) {
 		return dst.machine, err
 	}
 	tmp := tempName(dst.rel)
-	// O_NONBLOCK does nothing to a new regular file, but it spares its
-	// descriptor Go's attempt to add it to the poller (four fcntl calls).
+	// O_NONBLOCK does nothing to a new regular file, but opened with it
+	// the descriptor is not first made non-blocking and then blocking
+	// again after the poller refuses it (four fcntl calls).
 	out, err := dr.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return dst.machine, err

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	glua "github.com/yuin/gopher-lua"
 )
 
 func TestRepetitions(t *testing.T) {
@@ -165,5 +167,34 @@ func TestKeptRoots(t *testing.T) {
 	}
 	if len(keep.roots) != 2 {
 		t.Errorf("kept %d roots, want the machine tree and the bin dir", len(keep.roots))
+	}
+}
+
+// The environment the shared library functions keep, the scratch state's
+// _G, is empty once the library is built: were a way to reach it (getfenv)
+// ever to come back, it would hold nothing, least of all the loaders.
+func TestStdlibEmptiesItsScratchGlobals(t *testing.T) {
+	std := newStdlib()
+	checked := 0
+	check := func(name string, v glua.LValue) {
+		fn, ok := v.(*glua.LFunction)
+		if !ok {
+			return
+		}
+		checked++
+		if k, _ := fn.Env.Next(glua.LNil); k != glua.LNil {
+			t.Errorf("%s keeps an environment holding %v", name, k)
+		}
+	}
+	for _, f := range std.globals {
+		check(f.name, f.value)
+	}
+	for _, lib := range std.libs {
+		for _, f := range lib.fields {
+			check(lib.name+"."+f.name, f.value)
+		}
+	}
+	if checked < 50 {
+		t.Errorf("checked %d shared functions, want the library's (more than 50)", checked)
 	}
 }

@@ -14,11 +14,16 @@ import (
 // copies it into every hook's state: the tables are the hook's own, made
 // afresh (a hook may change them), the functions in them are shared.
 //
-// Sharing a Go function between states is safe because nothing in Lua can
-// change one: its only mutable part, the environment, is reached through
-// getfenv, setfenv and the loaders, which hooks do not have. Opening the
-// libraries for every hook instead cost a quarter of a hook's time in the
-// child (a hundred functions made, registered and partly deleted again).
+// Sharing a Go function between states is safe because nothing hooks have
+// can reach into one: its environment is read or replaced only through
+// getfenv, setfenv and the loaders, its upvalues only through the debug
+// library, and hooks have none of them. (gopher-lua v1.1.2 also gives a Go
+// function the calling state's environment, not its own, when it makes a
+// function or a thread.) As a second wall, the scratch state's _G, the
+// environment every shared function keeps, is emptied once the library is
+// copied out of it. Opening the libraries for every hook instead cost a
+// quarter of a hook's time in the child (a hundred functions made,
+// registered and partly deleted again).
 type stdlib struct {
 	globals []field   // of _G, apart from _G itself and the libraries
 	libs    []library // in the order they are set
@@ -71,22 +76,25 @@ func newStdlib() *stdlib {
 	for _, lib := range libraries()[1:] {
 		std.libs = append(std.libs, library{name: lib.name, fields: fields(g.RawGetString(lib.name).(*glua.LTable), nil)})
 	}
+	var names []string
 	g.ForEach(func(k, v glua.LValue) {
 		name, ok := k.(glua.LString)
 		if !ok {
 			panic(fmt.Sprintf("lua: global with a key of type %s", k.Type()))
 		}
+		names = append(names, string(name))
 		tb, isTable := v.(*glua.LTable)
 		switch {
 		case slices.Contains(forbidden, string(name)):
 		case tb == g:
 		case isTable && libs[tb] != "":
-		case isTable:
-			panic(fmt.Sprintf("lua: global table %s is no library", name))
 		default:
-			std.globals = append(std.globals, field{string(name), v})
+			std.globals = append(std.globals, field{string(name), shareable(string(name), v)})
 		}
 	})
+	for _, name := range names {
+		g.RawSetString(name, glua.LNil)
+	}
 	return std
 }
 
@@ -99,10 +107,22 @@ func fields(tb *glua.LTable, skip []string) []field {
 			panic(fmt.Sprintf("lua: library field with a key of type %s", k.Type()))
 		}
 		if !slices.Contains(skip, string(name)) {
-			out = append(out, field{string(name), v})
+			out = append(out, field{string(name), shareable(string(name), v)})
 		}
 	})
 	return out
+}
+
+// shareable returns v, which hooks will share: a function or an immutable
+// value. Anything else (a table, userdata, a thread) would let one hook
+// change what the next one sees; a library that brought one is a bug to
+// stop at, not to share.
+func shareable(name string, v glua.LValue) glua.LValue {
+	switch v.Type() {
+	case glua.LTFunction, glua.LTNumber, glua.LTString, glua.LTBool:
+		return v
+	}
+	panic(fmt.Sprintf("lua: library value %s is a %s, which hooks cannot share", name, v.Type()))
 }
 
 // install fills L's (fresh) global table: the globals, _G, and a table of

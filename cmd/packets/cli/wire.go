@@ -137,10 +137,10 @@ type hookRunner struct {
 	session *lua.Session
 	binDir  bool // made
 	closed  bool
-	// ownersAt is the installed.db generation whose owners of bin dir
-	// paths the session has (none yet: ownersSet false).
+	// ownersFor is the session that has the owners of bin dir paths of
+	// installed.db generation ownersAt (nil: none has any yet).
+	ownersFor *lua.Session
 	ownersAt  installed.Generation
-	ownersSet bool
 }
 
 func (m *machine) hookRunner() *hookRunner {
@@ -193,7 +193,7 @@ func (h *hookRunner) setOwners(ctx context.Context, s *lua.Session) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.ownersSet && gen == h.ownersAt {
+	if h.ownersFor == s && gen == h.ownersAt {
 		return nil
 	}
 	owned, err := h.m.db.OwnersUnder(ctx, h.m.layout.BinDir)
@@ -205,7 +205,7 @@ func (h *hookRunner) setOwners(ctx context.Context, s *lua.Session) error {
 		owners[p] = string(pkg)
 	}
 	s.SetOwners(owners)
-	h.ownersAt, h.ownersSet = gen, true
+	h.ownersFor, h.ownersAt = s, gen
 	return nil
 }
 
