@@ -6,6 +6,8 @@
 # the floor (zstd -d | tar -x of the same archives) and the peers, in one run,
 # on a tmpfs and on a freshly made loop-mounted ext4. Writes a Markdown table
 # of medians and ratios to bench/results.md (or $1). Root only: it mounts.
+# The commands a workload compares run in rounds, one run of each per round
+# (compare), so that a drift of the machine weighs on all of them alike.
 #
 #   RUNS=5 SLOW_RUNS=3 ONLY="w1 w2 w3 w4 w5 w6 w7 w8 w9 w10" bench/run.sh [OUT]
 #
@@ -138,10 +140,24 @@ main_pacs=$(v1 "$r/main/pacman" pkg.tar.zst | tr '\n' ' ')
 
 results=$work/results
 mkdir -p "$results"
+# compare NAME RUNS [hyperfine options] COMMANDS...: RUNS rounds of one run
+# of each command, in the order given, each round exported on its own
+# ($results/NAME.N.json) for report to join. One hyperfine call with --runs
+# would make all of one command's runs, then all of the next one's: a
+# drift of the machine over the minutes a workload takes would then weigh
+# on one command and not on the others.
+compare() {
+	local name=$1 n=$2 i
+	shift 2
+	for ((i = 1; i <= n; i++)); do
+		echo "$name: round $i of $n" >&2
+		hyperfine -N --runs 1 --export-json "$results/$name.$i.json" --style none "$@"
+	done
+}
 report() { # name title report-flags...
 	local name=$1 title=$2
 	shift 2
-	"$work/report" -title "$title" "$@" "$results/$name.json" >"$results/$name.md"
+	"$work/report" -title "$title" "$@" "$results/$name".[0-9]*.json >"$results/$name.md"
 	cat "$results/$name.md" >&2
 }
 
@@ -153,7 +169,7 @@ dpkg_fresh='rm -rf "$R" && mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/upda
 if want w1; then
 say "W1: cold apply of 200 packages on tmpfs"
 export R=$fast/root
-hyperfine -N --runs "$runs" --export-json "$results/w1.json" --style basic \
+compare w1 "$runs" \
 	--command-name floor --prepare "sh -c '$fresh'" "sh -c 'zstd -dcq $main_pkgs | tar -xi -C \"\$R\"'" \
 	--command-name packets --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" \
 	--command-name pacman --prepare "sh -c '$pacman_fresh'" "bash -c 'pacman_in \"\$R\" -U --noconfirm --noprogressbar --noscriptlet $main_pacs'" \
@@ -166,7 +182,7 @@ say "W2: the same on a journaled ext4 (made afresh for every run), durable"
 truncate -s 3G "$img"
 fresh_ext4="umount -q $disk 2>/dev/null; mkfs.ext4 -q -F $img && mount -o loop $img $disk"
 export R=$disk/root
-hyperfine -N --runs "$slow_runs" --export-json "$results/w2.json" --style basic \
+compare w2 "$slow_runs" \
 	--command-name 'floor + sync' --prepare "sh -c '$fresh_ext4 && $fresh'" "sh -c 'zstd -dcq $main_pkgs | tar -xi -C \"\$R\" && sync'" \
 	--command-name packets --prepare "sh -c '$fresh_ext4 && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" \
 	--command-name pacman --prepare "sh -c '$fresh_ext4 && $pacman_fresh'" "bash -c 'pacman_in \"\$R\" -U --noconfirm --noprogressbar --noscriptlet $main_pacs'" \
@@ -181,7 +197,7 @@ export R=$fast/root
 installed=$fast/installed-main
 rm -rf "$installed" && cp -a "$t/main" "$installed" && "$packets" --root "$installed" apply --yes >/dev/null
 state p 200 1.0 10 >"$installed/etc/packets/state.hcl" # every 10th unpinned: the 20 with a serial 2
-hyperfine -N --runs "$runs" --export-json "$results/w7.json" --style basic \
+compare w7 "$runs" \
 	--command-name packets --prepare "sh -c 'rm -rf \"\$R\" && cp -a $installed \"\$R\"'" "$packets --root $R apply --yes" \
 	--command-name 'cold apply of 200 (W1)' --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" >&2
 report w7 "W7: upgrade 20 of 200 installed packages (a tenth of their files change), beside the cold apply"
@@ -189,7 +205,7 @@ fi
 
 if want w10; then
 say "W10: 200 packages whose install hooks run"
-hyperfine -N --runs "$runs" --export-json "$results/w10.json" --style basic \
+compare w10 "$runs" \
 	--command-name packets --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/hooks \"\$R\"'" "$packets --root $R apply --yes" \
 	--command-name 'without hooks (W1)' --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" >&2
 report w10 "W10: cold apply of 200 packages with install hooks (one sandbox child), beside the same without hooks" -over 'without hooks (W1)=0.05'
@@ -215,12 +231,12 @@ echo "deb [trusted=yes] file:$r/small/debs ./" >"$ap/etc/apt/sources.list"
 apt_opts="-o Dir=$ap -o Dir::State=$ap/state -o Dir::Cache=$ap/cache -o Dir::State::status=$dp/var/lib/dpkg/status -o Debug::NoLocking=1 -o APT::Get::List-Cleanup=0"
 apt-get $apt_opts -qq update >/dev/null 2>&1
 names=$(state s 1000 1.0 | sed -n 's/^package "\([^"]*\)".*/\1/p' | tr '\n' ' ')
-hyperfine -N --warmup 2 --runs 20 --export-json "$results/w3.json" --style basic \
+compare w3 20 --warmup 2 \
 	--command-name packets "$packets --root $pk apply --yes" \
 	--command-name 'pacman -S --needed' "bash -c 'pacman_in $pc -S --noconfirm --noprogressbar --needed $names'" \
 	--command-name 'apt-get -s install' "apt-get $apt_opts -s install $names" >&2
 report w3 "W3: no-op apply with 1,000 installed" -faster 'pacman -S --needed=1,apt-get -s install=1'
-hyperfine -N --warmup 2 --runs 20 --export-json "$results/w4.json" --style basic \
+compare w4 20 --warmup 2 \
 	--command-name packets "$packets --root $pk verify --fast" \
 	--command-name find "find $pk/opt/packets -printf '%s %m %T@\n'" \
 	--command-name 'pacman -Qk' "bash -c 'pacman_in $pc -Qk >/dev/null'" >&2
@@ -247,7 +263,7 @@ if want w5; then
 	# Both must find the same transaction: the same number of installs.
 	ours=$("$packets" --root "$w5/root" plan -f "$w5/state.hcl" --json | grep -c '"action": "install"')
 	theirs=$(testsolv -r "$w5/case.t" | grep -c '^install ')
-	hyperfine -N --warmup 1 --runs "$runs" --export-json "$results/w5.json" --style basic \
+	compare w5 "$runs" --warmup 1 \
 		--command-name packets "$packets --root $w5/root plan -f $w5/state.hcl" \
 		--command-name 'testsolv (libsolv)' "testsolv -r $w5/case.t" >&2
 	report w5 "W5: plan 1,000 declared packages against a 63,000-package index (about 2.5 dependencies each), beside libsolv's testsolv on the same problem (packets: $ours installs, libsolv: $theirs)" -faster 'testsolv (libsolv)=1'
@@ -262,7 +278,7 @@ for n in 2000 20000; do
 	rm -rf "$c/idx$n"
 done
 cold_index='sh -c "rm -f $R/index-*.db $R/release.toml $R/release.toml.minisig"'
-hyperfine -N --runs "$slow_runs" --export-json "$results/w6.json" --style basic \
+compare w6 "$slow_runs" \
 	--command-name 'packets (20,000)' --prepare "env R=$r/idx20000 $cold_index" "$packets repo index $r/idx20000 --key $work/bench.key" \
 	--command-name 'index 2,000' --prepare "env R=$r/idx2000 $cold_index" "$packets repo index $r/idx2000 --key $work/bench.key" \
 	--command-name 're-index 20,000 unchanged' --prepare true "$packets repo index $r/idx20000 --key $work/bench.key" >&2
@@ -270,7 +286,7 @@ hyperfine -N --runs "$slow_runs" --export-json "$results/w6.json" --style basic 
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/idx.url" ] && break; sleep 0.05; done
 export R=$fast/syncroot
-hyperfine -N --runs "$runs" --export-json "$results/w6s.json" --style basic \
+compare w6s "$runs" \
 	--command-name 'packets sync (20,000)' --prepare "sh -c 'rm -rf \"\$R\" && mkdir -p \"\$R/etc/packets/keys\" && cp $work/bench.pub \"\$R/etc/packets/keys/\"'" \
 	"$packets --root $R sync $(cat "$work/idx.url")" >&2
 report w6 "W6: repo index of 20,000 packages (cold), of 2,000, and re-index unchanged" -subject 'packets (20,000)'
@@ -324,7 +340,7 @@ fi
 	echo
 	echo "Measured by \`make bench-commands\` (bench/run.sh) on $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d);"
 	echo "hyperfine $(hyperfine --version | cut -d' ' -f2), pacman $(pacman -V 2>/dev/null | sed -n 's/.*Pacman v\([0-9.]*\).*/\1/p' | head -1), dpkg $(dpkg-query -W -f '${Version}' dpkg), apt $(dpkg-query -W -f '${Version}' apt)."
-	echo "Medians of $runs runs ($slow_runs on ext4); ratios are each command's median over packets'."
+	echo "Medians of $runs runs ($slow_runs on ext4), made in rounds of one run of each command; ratios are each command's median over packets'."
 	echo "Corpus: bench/corpus, 200 packages, $(find "$c/main/packets" -path '*-1/*' -type f -printf '%s\n' | awk '{s += $1; n++} END {printf "%d files, %.0f MB", n, s / 1e6}'); the same files as .deb (dpkg-deb -Zzstd) and pacman packages."
 	echo
 	for w in w1 w2 w3 w4 w5 w6 w6s w7 w8 w9 w10; do

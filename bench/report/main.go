@@ -1,8 +1,11 @@
-// Command report turns one hyperfine JSON export into a Markdown section:
-// the median, min and max of every command, its ratio to packets, and
-// whether packets met the workload's targets.
+// Command report turns hyperfine JSON exports into a Markdown section: the
+// median, min and max of every command, its ratio to packets, and whether
+// packets met the workload's targets. Given several exports (bench/run.sh
+// runs the commands of a workload in rounds, one run of each per round, so
+// that a drift of the machine weighs on all of them alike), it joins each
+// command's times across them.
 //
-//	report -title "W1 ..." [-within floor=1.2] [-faster pacman=3,dpkg=5] [-over NAME=SECONDS] FILE.json
+//	report -title "W1 ..." [-within floor=1.2] [-faster pacman=3,dpkg=5] [-over NAME=SECONDS] FILE.json...
 //
 // -within NAME=R: packets' median must be at most R times NAME's.
 // -faster NAME=R: NAME's median must be at least R times packets'.
@@ -18,6 +21,7 @@ import (
 	"log"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,21 +42,55 @@ func main() {
 	over := flag.String("over", "", "NAME=SECONDS,...: packets at most SECONDS slower than NAME")
 	subject := flag.String("subject", "packets", "the command the ratios and targets are about")
 	flag.Parse()
-	if flag.NArg() != 1 {
+	if flag.NArg() == 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	var doc struct{ Results []result }
-	b, err := os.ReadFile(flag.Arg(0))
-	if err != nil {
-		log.Fatal(err)
+	var exports [][]result
+	for _, name := range flag.Args() {
+		var doc struct{ Results []result }
+		b, err := os.ReadFile(name)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			log.Fatalf("%s: %v", name, err)
+		}
+		exports = append(exports, doc.Results)
 	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		log.Fatalf("%s: %v", flag.Arg(0), err)
+	rs := exports[0]
+	if len(exports) > 1 {
+		rs = join(exports)
 	}
-	if err := write(os.Stdout, *title, *subject, doc.Results, *within, *faster, *over); err != nil {
+	if err := write(os.Stdout, *title, *subject, rs, *within, *faster, *over); err != nil {
 		log.Fatalf("report: %v", err)
 	}
+}
+
+// join puts together the times of each command across exports, in the
+// order commands first appear, and takes their median, min and max anew.
+func join(exports [][]result) []result {
+	var out []result
+	at := map[string]int{}
+	for _, rs := range exports {
+		for _, r := range rs {
+			i, ok := at[r.Command]
+			if !ok {
+				i = len(out)
+				at[r.Command] = i
+				out = append(out, result{Command: r.Command})
+			}
+			out[i].Times = append(out[i].Times, r.Times...)
+		}
+	}
+	for i := range out {
+		t := slices.Sorted(slices.Values(out[i].Times))
+		if n := len(t); n > 0 {
+			out[i].Min, out[i].Max = t[0], t[n-1]
+			out[i].Median = (t[(n-1)/2] + t[n/2]) / 2
+		}
+	}
+	return out
 }
 
 func write(w io.Writer, title, subject string, rs []result, within, faster, over string) error {

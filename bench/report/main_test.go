@@ -1,6 +1,7 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -42,5 +43,23 @@ func TestWriteRefuses(t *testing.T) {
 		if err := write(&strings.Builder{}, "W", tt.subject, rs, tt.within, "", ""); err == nil {
 			t.Errorf("subject %q, within %q: no error", tt.subject, tt.within)
 		}
+	}
+}
+
+// Exports of rounds join into one result per command: all its times, and
+// the median, min and max of them all.
+func TestJoin(t *testing.T) {
+	rounds := [][]result{
+		{{Command: "packets", Times: []float64{3}}, {Command: "pacman", Times: []float64{9}}},
+		{{Command: "packets", Times: []float64{1}}, {Command: "pacman", Times: []float64{8}}},
+		{{Command: "pacman", Times: []float64{7}}, {Command: "packets", Times: []float64{2, 4}}},
+	}
+	got := join(rounds)
+	want := []result{
+		{Command: "packets", Median: 2.5, Min: 1, Max: 4, Times: []float64{3, 1, 2, 4}},
+		{Command: "pacman", Median: 8, Min: 7, Max: 9, Times: []float64{9, 8, 7}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("join = %+v, want %+v", got, want)
 	}
 }
