@@ -13,8 +13,9 @@ os.remove(link)
 assert(os.symlink(path_join(data_dir, "bin/htop"), link))`
 
 // BenchmarkHooks200 runs 200 hooks per op in-process and through one sandbox
-// child (started outside the timer), so that the difference is what the
-// process boundary costs an apply of 200 hooks:
+// child (started outside the timer). The child pays for the process
+// boundary but keeps what hooks share from one to the next (Lua's library,
+// the bin dir opened), which Run builds afresh for every hook:
 //
 //	go test -run '^$' -bench Hooks200 -benchtime 20x ./lua
 func BenchmarkHooks200(b *testing.B) {
