@@ -76,15 +76,15 @@ func (tx *Tx) PostHooks(ctx context.Context, send HookSend) error {
 // postHooks returns the hooks' errors apart from err, which stops the
 // engine. Each hook is started before the result of the one before it is
 // read; while the sandbox runs one hook, the paths the previous one
-// created are described (lstat, hash, owner) on another goroutine, in hook
-// order. They are all recorded in one SQL transaction after the last hook:
-// until then a crash leaves the transaction committed, and recovery runs
-// every install hook again.
+// created are described (lstat, hash, owner) and written on another
+// goroutine, in hook order, in one SQL transaction that commits after the
+// last hook: until then a crash leaves the transaction committed, and
+// recovery runs every install hook again.
 func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, send HookSend) (hookErr, err error) {
 	var (
 		errs     []error
-		batch    []File
-		owners   []*Package // whose rows are in batch
+		rows     = &hookRowWriter{db: db, ctx: ctx}
+		owners   []*Package // whose rows it holds
 		ran      = make(chan ranScript, len(cs))
 		describe sync.WaitGroup
 	)
@@ -93,10 +93,10 @@ func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, send HookS
 		dc := dirCache{root: l.Root} // the bin dir stays open from one hook to the next
 		defer dc.close()
 		for r := range ran {
-			rows, hookErr := db.describe(ctx, l, &dc, r, claimed)
+			described, hookErr := db.describe(ctx, l, &dc, r, claimed)
 			errs = append(errs, hookErr)
-			if len(rows) > 0 {
-				batch = append(batch, rows...)
+			if len(described) > 0 {
+				rows.put(described)
 				owners = append(owners, r.pkg)
 			}
 		}
@@ -133,9 +133,10 @@ func (db *DB) postHooks(ctx context.Context, l *Layout, cs []*change, send HookS
 	close(ran)
 	describe.Wait()
 	if stop != nil {
+		rows.abort()
 		return errors.Join(errs...), stop
 	}
-	if err := db.putHookRows(ctx, batch); err != nil {
+	if err := rows.commit(); err != nil {
 		for _, pkg := range owners {
 			errs = append(errs, &HookError{Ref: pkg.Ref(), Script: packages.InstallHook, Err: err})
 		}
@@ -196,6 +197,66 @@ func (db *DB) describe(ctx context.Context, l *Layout, dc *dirCache, r ranScript
 		return rows, &HookError{Ref: r.pkg.Ref(), Script: r.script, Err: err}
 	}
 	return rows, nil
+}
+
+// hookRowWriter writes the rows of the paths a batch of hooks made while
+// the hooks run, in one SQL transaction (begun with the first rows) that
+// commit ends after the last hook: the commit and its checkpoint are all
+// that is left for after it.
+type hookRowWriter struct {
+	db  *DB
+	ctx context.Context
+	tx  *sql.Tx
+	up  *fileUpserter
+	err error // the first failure: commit rolls back and returns it
+}
+
+func (w *hookRowWriter) put(rows []File) {
+	if w.err != nil {
+		return
+	}
+	if w.tx == nil {
+		if w.tx, w.err = w.db.sql.BeginTx(w.ctx, nil); w.err != nil {
+			w.tx = nil
+			return
+		}
+		if w.up, w.err = newFileUpserter(w.tx); w.err != nil {
+			return
+		}
+	}
+	w.err = w.up.put(rows)
+}
+
+// commit records the rows put wrote, or, after a failure, rolls them back
+// and returns it.
+func (w *hookRowWriter) commit() error {
+	if w.tx == nil {
+		return w.db.asDamaged(w.err) // nil, or a failed begin
+	}
+	if w.err == nil {
+		w.err = bumpGeneration(w.tx)
+	}
+	if w.up != nil {
+		w.up.close()
+	}
+	if w.err != nil {
+		w.tx.Rollback()
+		return w.db.asDamaged(w.err)
+	}
+	if err := w.tx.Commit(); err != nil {
+		return w.db.asDamaged(err)
+	}
+	return w.db.checkpoint(w.ctx)
+}
+
+// abort rolls back what put wrote.
+func (w *hookRowWriter) abort() {
+	if w.up != nil {
+		w.up.close()
+	}
+	if w.tx != nil {
+		w.tx.Rollback()
+	}
 }
 
 // putHookRows records the rows of hook-made paths, if any.

@@ -222,6 +222,22 @@ func (e *OwnedError) Error() string {
 // statement. A path already owned by another package is never taken over:
 // that is an *OwnedError.
 func putFiles(tx *sql.Tx, files []File) error {
+	up, err := newFileUpserter(tx)
+	if err != nil {
+		return err
+	}
+	defer up.close()
+	return up.put(files)
+}
+
+// fileUpserter is putFiles' prepared statement, for a transaction that
+// puts rows more than once.
+type fileUpserter struct {
+	tx *sql.Tx
+	st *sql.Stmt
+}
+
+func newFileUpserter(tx *sql.Tx) (*fileUpserter, error) {
 	st, err := tx.Prepare(`INSERT INTO files (` + fileColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (path) DO UPDATE SET
 			type = excluded.type, mode = excluded.mode, size = excluded.size,
@@ -229,17 +245,20 @@ func putFiles(tx *sql.Tx, files []File) error {
 			config = excluded.config, from_hook = excluded.from_hook
 		WHERE files.package = excluded.package`)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer st.Close()
+	return &fileUpserter{tx: tx, st: st}, nil
+}
+
+func (u *fileUpserter) put(files []File) error {
 	for _, f := range files {
-		res, err := st.Exec(fileArgs(f)...)
+		res, err := u.st.Exec(fileArgs(f)...)
 		if err != nil {
 			return fmt.Errorf("record file %s of %s: %w", f.Path, f.Package, err)
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			var owner packages.Name
-			if err := tx.QueryRow(`SELECT package FROM files WHERE path = ?`, f.Path).Scan(&owner); err != nil {
+			if err := u.tx.QueryRow(`SELECT package FROM files WHERE path = ?`, f.Path).Scan(&owner); err != nil {
 				return fmt.Errorf("record file %s of %s: %w", f.Path, f.Package, err)
 			}
 			return &OwnedError{Path: f.Path, Owner: owner, Want: f.Package}
@@ -247,6 +266,8 @@ func putFiles(tx *sql.Tx, files []File) error {
 	}
 	return nil
 }
+
+func (u *fileUpserter) close() { u.st.Close() }
 
 // fileArgs are f's values in fileColumns order.
 func fileArgs(f File) []any {
