@@ -205,6 +205,7 @@ fi
 
 if want w10; then
 say "W10: 200 packages whose install hooks run"
+export R=$fast/root
 compare w10 "$runs" \
 	--command-name packets --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/hooks \"\$R\"'" "$packets --root $R apply --yes" \
 	--command-name 'without hooks (W1)' --prepare "sh -c 'rm -rf \"\$R\" && cp -a $t/main \"\$R\"'" "$packets --root $R apply --yes" >&2
