@@ -65,10 +65,11 @@ func newSandbox(h Hook, lim Limits, c carried) *sandbox {
 		RegistrySize:        registrySize,
 		RegistryMaxSize:     registryMaxSize,
 	})
-	if c.std == nil {
-		c.std = newStdlib()
+	std := c.std
+	if std == nil { // Run: nothing carried
+		std = newStdlib()
 	}
-	s.setup(c.std)
+	s.setup(std)
 	return s
 }
 

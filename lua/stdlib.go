@@ -39,12 +39,11 @@ type library struct {
 	fields []field
 }
 
-// libraries are the libraries hooks get, in the order they are opened.
-func libraries() []struct {
-	name string
-	open glua.LGFunction
-} {
-	return []struct {
+func newStdlib() *stdlib {
+	L := glua.NewState(glua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	// Base first: it is _G itself. Its coroutine library is Lua 5.1's.
+	opens := []struct {
 		name string
 		open glua.LGFunction
 	}{
@@ -54,43 +53,30 @@ func libraries() []struct {
 		{glua.MathLibName, glua.OpenMath},
 		{glua.CoroutineLibName, glua.OpenCoroutine},
 	}
-}
-
-func newStdlib() *stdlib {
-	L := glua.NewState(glua.Options{SkipOpenLibs: true})
-	defer L.Close()
-	for _, lib := range libraries() {
+	for _, lib := range opens {
 		L.Push(L.NewFunction(lib.open))
 		L.Push(glua.LString(lib.name))
 		L.Call(1, 0)
 	}
 	g := L.G.Global
-	forbidden := forbiddenGlobals()
 	capString(L, g.RawGetString(glua.StringLibName).(*glua.LTable))
 
 	std := &stdlib{}
-	libs := map[*glua.LTable]string{}
-	for _, lib := range libraries()[1:] { // base is _G itself
-		libs[g.RawGetString(lib.name).(*glua.LTable)] = lib.name
+	libs := map[*glua.LTable]bool{g: true} // _G and the tables of libraries: not globals to share
+	for _, lib := range opens[1:] {
+		tb := g.RawGetString(lib.name).(*glua.LTable)
+		libs[tb] = true
+		std.libs = append(std.libs, library{name: lib.name, fields: fields(tb)})
 	}
-	for _, lib := range libraries()[1:] {
-		std.libs = append(std.libs, library{name: lib.name, fields: fields(g.RawGetString(lib.name).(*glua.LTable), nil)})
-	}
+	forbidden := forbiddenGlobals()
 	var names []string
 	g.ForEach(func(k, v glua.LValue) {
-		name, ok := k.(glua.LString)
-		if !ok {
-			panic(fmt.Sprintf("lua: global with a key of type %s", k.Type()))
+		name := fieldName(k)
+		names = append(names, name)
+		if tb, ok := v.(*glua.LTable); (ok && libs[tb]) || slices.Contains(forbidden, name) {
+			return
 		}
-		names = append(names, string(name))
-		tb, isTable := v.(*glua.LTable)
-		switch {
-		case slices.Contains(forbidden, string(name)):
-		case tb == g:
-		case isTable && libs[tb] != "":
-		default:
-			std.globals = append(std.globals, field{string(name), shareable(string(name), v)})
-		}
+		std.globals = append(std.globals, field{name, shareable(name, v)})
 	})
 	for _, name := range names {
 		g.RawSetString(name, glua.LNil)
@@ -98,19 +84,23 @@ func newStdlib() *stdlib {
 	return std
 }
 
-// fields lists tb's string-keyed fields, but the ones named in skip.
-func fields(tb *glua.LTable, skip []string) []field {
+// fields lists tb's fields.
+func fields(tb *glua.LTable) []field {
 	var out []field
 	tb.ForEach(func(k, v glua.LValue) {
-		name, ok := k.(glua.LString)
-		if !ok {
-			panic(fmt.Sprintf("lua: library field with a key of type %s", k.Type()))
-		}
-		if !slices.Contains(skip, string(name)) {
-			out = append(out, field{string(name), shareable(string(name), v)})
-		}
+		name := fieldName(k)
+		out = append(out, field{name, shareable(name, v)})
 	})
 	return out
+}
+
+// fieldName is k, a key of a library table, which is a string.
+func fieldName(k glua.LValue) string {
+	name, ok := k.(glua.LString)
+	if !ok {
+		panic(fmt.Sprintf("lua: library field with a key of type %s", k.Type()))
+	}
+	return string(name)
 }
 
 // shareable returns v, which hooks will share: a function or an immutable

@@ -212,7 +212,7 @@ type hookRowWriter struct {
 }
 
 func (w *hookRowWriter) put(rows []File) {
-	if w.err != nil {
+	if w.err != nil || len(rows) == 0 {
 		return
 	}
 	if w.tx == nil {
@@ -261,15 +261,9 @@ func (w *hookRowWriter) abort() {
 
 // putHookRows records the rows of hook-made paths, if any.
 func (db *DB) putHookRows(ctx context.Context, rows []File) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	return db.inTx(ctx, func(stx *sql.Tx) error {
-		if err := putFiles(stx, rows); err != nil {
-			return err
-		}
-		return bumpGeneration(stx)
-	})
+	w := &hookRowWriter{db: db, ctx: ctx}
+	w.put(rows)
+	return w.commit()
 }
 
 // Done ends the transaction: its journal rows are deleted.
