@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,7 +24,11 @@ func (p *Plan) String() string {
 }
 
 // Render writes the plan for people to w, with ANSI colour when color is set.
-func (p *Plan) Render(w io.Writer, color bool) {
+// It buffers: the tabwriter writes each cell and its padding on its own, a
+// system call each to an unbuffered stdout (1,200 for 200 actions).
+func (p *Plan) Render(out io.Writer, color bool) {
+	w := bufio.NewWriter(out)
+	defer w.Flush()
 	for _, warn := range p.Warnings {
 		fmt.Fprintf(w, "Warning: %s\n", warn)
 	}
