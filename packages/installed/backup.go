@@ -31,11 +31,9 @@ var ErrNotDamaged = errors.New("database is not damaged")
 func BackupPath(path string) string { return path + backupSuffix }
 
 // Backup saves a consistent copy of the database as installed.db.bak
-// beside it: SQLite's online backup into a temporary name (a copy of the
-// pages as one read transaction sees them, WAL included: several times
-// cheaper than VACUUM INTO, which rebuilds every table), fsync, rename,
-// fsync of the directory, so that the final name existing means the copy
-// is whole. The
+// beside it: a copy into a temporary name (copyTo: far cheaper than VACUUM
+// INTO, which rebuilds every table), fsync, rename, fsync of the
+// directory, so that the final name existing means the copy is whole. The
 // CLI calls it under the writers' lock once after an apply succeeds; the
 // engine never does. Leftovers of an interrupted Backup are swept first.
 func (db *DB) Backup(ctx context.Context) error {
@@ -76,11 +74,71 @@ func (db *DB) backupTo(ctx context.Context, final string) (err error) {
 	return packages.SyncPath(filepath.Dir(final))
 }
 
-// copyTo copies the database into the file at path with SQLite's online
-// backup, all pages in one step, then takes the copy out of WAL mode (the
-// pages copied say WAL, as the source is): a standalone file, as VACUUM
-// INTO would make it, that opens without a -wal or -shm beside it.
+// copyTo copies the database into the file at path, out of WAL mode (a
+// standalone file, as VACUUM INTO would make it, that opens without a -wal
+// or -shm beside it): the file's own bytes when a checkpoint empties the
+// WAL (copyFile), else, a reader in another process holding the WAL,
+// SQLite's online backup.
 func (db *DB) copyTo(ctx context.Context, path string) error {
+	if done, err := db.copyFile(ctx, path); done || err != nil {
+		return err
+	}
+	return db.backupPages(ctx, path)
+}
+
+// copyFile copies the database file byte for byte once a checkpoint has
+// copied every frame of the WAL into it; done is false, and nothing is
+// written, when a reader in another process kept some from being copied
+// (the checkpoint is passive: it waits for no one; an apply's commit has
+// emptied the WAL already). Under the writers' lock, where Backup runs,
+// nothing writes the WAL again before the copy is made. It then marks the copy out of WAL mode as journal_mode
+// = DELETE does: header bytes 18 and 19, the write and read versions, go
+// from 2 to 1. Half the time of the online backup, which copies page by
+// page through SQLite, for 30,000 files (BenchmarkBackup1000); the file
+// copy happens in the kernel (copy_file_range).
+func (db *DB) copyFile(ctx context.Context, path string) (done bool, err error) {
+	var busy, logFrames, copied int
+	err = db.sql.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &copied)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
+	if busy != 0 || logFrames != copied {
+		return false, nil
+	}
+	src, err := os.Open(db.path)
+	if err != nil {
+		return false, err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(path, os.O_RDWR|os.O_TRUNC, 0)
+	if err != nil {
+		return false, err
+	}
+	_, err = io.Copy(dst, src)
+	if err == nil {
+		err = leaveWAL(dst)
+	}
+	return true, errors.Join(err, dst.Close())
+}
+
+// leaveWAL marks the copy of a database in f as not in WAL mode.
+func leaveWAL(f *os.File) error {
+	var head [100]byte
+	if _, err := f.ReadAt(head[:], 0); err != nil {
+		return fmt.Errorf("read the copy's header: %w", err)
+	}
+	if string(head[:16]) != "SQLite format 3\x00" || head[18] != 2 || head[19] != 2 {
+		return fmt.Errorf("the copy's header is not that of a database in WAL mode")
+	}
+	_, err := f.WriteAt([]byte{1, 1}, 18)
+	return err
+}
+
+// backupPages copies the database into the file at path with SQLite's
+// online backup, all pages in one step, as one read transaction sees them,
+// WAL included, then takes the copy out of WAL mode (the pages copied say
+// WAL, as the source is).
+func (db *DB) backupPages(ctx context.Context, path string) error {
 	conn, err := db.sql.Conn(ctx)
 	if err != nil {
 		return err

@@ -83,22 +83,9 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if m, _ := filepath.Glob(BackupPath(path) + ".tmp-*"); len(m) > 0 {
 		t.Errorf("temps left by Backup: %v", m)
 	}
-	// A standalone file: not in WAL mode (header bytes 18 and 19, the
-	// write and read versions, are 1), nothing beside it.
-	head := make([]byte, 20)
-	f, err := os.Open(BackupPath(path))
-	must(t, err)
-	_, err = io.ReadFull(f, head)
-	f.Close()
-	must(t, err)
-	if head[18] != 1 || head[19] != 1 {
-		t.Errorf("backup header versions %d/%d, want 1/1 (not WAL)", head[18], head[19])
-	}
-	if m, _ := filepath.Glob(BackupPath(path) + "-*"); len(m) > 0 {
-		t.Errorf("beside the backup: %v", m)
-	}
+	checkStandalone(t, BackupPath(path))
 	damage(t, path, "not a database")
-	_, err = Open(t.Context(), path, Options{})
+	_, err := Open(t.Context(), path, Options{})
 	if de := (*DamagedError)(nil); !errors.As(err, &de) {
 		t.Fatalf("Open of a damaged db: %v, want a *DamagedError", err)
 	}
@@ -109,6 +96,63 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	// The backup stays for the next time.
 	if _, err := os.Stat(BackupPath(path)); err != nil {
 		t.Error(err)
+	}
+}
+
+// checkStandalone fails unless the database file at path is not in WAL
+// mode (header bytes 18 and 19, the write and read versions, are 1) and
+// has nothing beside it.
+func checkStandalone(t *testing.T, path string) {
+	t.Helper()
+	head := make([]byte, 20)
+	f, err := os.Open(path)
+	must(t, err)
+	_, err = io.ReadFull(f, head)
+	f.Close()
+	must(t, err)
+	if head[18] != 1 || head[19] != 1 {
+		t.Errorf("backup header versions %d/%d, want 1/1 (not WAL)", head[18], head[19])
+	}
+	if m, _ := filepath.Glob(path + "-*"); len(m) > 0 {
+		t.Errorf("beside the backup: %v", m)
+	}
+}
+
+// A reader in another process (here another connection) that began before
+// the last commit keeps the checkpoint from copying it into the database
+// file: the backup must still hold it, taken from the WAL.
+func TestBackupBesideAReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "installed.db")
+	// The commit's own checkpoint waits for the reader until the timeout.
+	db, err := Open(t.Context(), path, Options{BusyTimeout: 50 * time.Millisecond})
+	must(t, err)
+	defer db.Close()
+	populate(t, db, 2, 1)
+	other, err := sql.Open("sqlite", path)
+	must(t, err)
+	defer other.Close()
+	rtx, err := other.BeginTx(t.Context(), &sql.TxOptions{ReadOnly: true})
+	must(t, err)
+	var n int
+	must(t, rtx.QueryRow("SELECT count(*) FROM packages").Scan(&n)) // the read transaction starts here
+	must(t, db.SetReason(t.Context(), "pkg0001", ReasonDependency))
+	must(t, db.Backup(t.Context()))
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("the reader did not keep the commit in the WAL (%v): the test tests nothing", err)
+	}
+	must(t, rtx.Rollback())
+	must(t, other.Close())
+	checkStandalone(t, BackupPath(path))
+	must(t, db.Close())
+	must(t, os.Remove(path))
+	must(t, Restore(path))
+	restored, err := Open(t.Context(), path, Options{})
+	must(t, err)
+	defer restored.Close()
+	p, err := restored.Package(t.Context(), "pkg0001")
+	must(t, err)
+	if p.Reason != ReasonDependency {
+		t.Errorf("restored reason %q, want %q: the backup lost the commit the reader kept in the WAL", p.Reason, ReasonDependency)
 	}
 }
 
