@@ -37,7 +37,7 @@ type reader struct {
 	k       *checker
 	s       sink
 	br      boundedReader
-	tr      *tar.Reader
+	tr      tarReader
 	cr      contentReader
 	trust   bool // take a regular file's digest from SumsFile unchecked
 	buf     []byte
@@ -126,7 +126,7 @@ func readArchive(r io.Reader, o readOptions, s sink) (*Contents, error) {
 	defer putBuf(buf)
 	rd := &reader{k: k, s: s, br: boundedReader{r: zr, max: k.lim.MaxTotalSize}, trust: o.trust, buf: buf[:]}
 	rd.cr.h = sha256.New()
-	rd.tr = tar.NewReader(&rd.br)
+	rd.tr.r = &rd.br
 	for {
 		hdr, err := rd.tr.Next()
 		if err == io.EOF {
@@ -196,7 +196,7 @@ func (rd *reader) entry(hdr *tar.Header) error {
 // memory, growing as bytes arrive rather than trusting the header's size:
 // a truncated archive that announces a 64 MiB list costs what it holds.
 func (rd *reader) small(hdr *tar.Header) ([]byte, error) {
-	b, err := io.ReadAll(rd.tr)
+	b, err := io.ReadAll(&rd.tr)
 	if err == nil && int64(len(b)) != hdr.Size {
 		err = io.ErrUnexpectedEOF
 	}
@@ -217,7 +217,7 @@ func (rd *reader) data(e *Entry) error {
 		return wrapEntryErr(e.Path, rd.s.entry(e, nil))
 	}
 	listed := rd.k.sums != nil
-	rd.cr.reset(rd.tr, !listed || !rd.trust)
+	rd.cr.reset(&rd.tr, !listed || !rd.trust)
 	if rd.s != nil {
 		if err := rd.s.entry(e, &rd.cr); err != nil {
 			if rd.cr.err != nil && rd.cr.err != io.EOF {
