@@ -42,6 +42,10 @@ type StagedFile struct {
 	Final string
 	Temp  string
 	MTime time.Time // a regular file's modification time once written: Publish's rename keeps it
+	// ModeSet says that Extract made this directory, in a tree staged
+	// whole, with its final mode: Publish need not give it (2,400 chmods of
+	// a cold apply's commit).
+	ModeSet bool
 }
 
 // Staged is the result of Extract: every data entry staged, ready to
@@ -93,7 +97,7 @@ func Extract(r io.Reader, root *os.Root, opt ExtractOptions) (*Staged, error) {
 	}
 	x := &extractor{
 		root: root, dest: opt.Dest, tag: opt.Tag, st: &Staged{},
-		dirs: map[string]bool{}, made: map[string]string{},
+		dirs: map[string]bool{}, modes: map[string]fs.FileMode{}, made: map[string]string{},
 	}
 	buf := getBuf()
 	defer putBuf(buf)
@@ -138,13 +142,15 @@ type extractor struct {
 	dest  string
 	tag   string
 	st    *Staged
-	dirs  map[string]bool   // final root-relative directories known to be real
-	made  map[string]string // archive path of a regular file -> where it was made
-	n     int               // temporaries made
+	dirs  map[string]bool        // final root-relative directories known to be real
+	modes map[string]fs.FileMode // of those, the ones Extract made below Dest: the mode they were made with
+	made  map[string]string      // archive path of a regular file -> where it was made
+	n     int                    // temporaries made
 	buf   []byte
 	below *dirs  // the tree below dest, where it is staged
 	top   string // Staged.Top: "" unless the tree is staged whole
 	stage string // Staged.TopTemp: where top is staged
+	exact bool   // the tree is staged whole below a top that makes its directories exactly as asked
 }
 
 // makeDest creates Dest and its missing parents; from the first missing
@@ -171,6 +177,9 @@ func (x *extractor) makeDest() error {
 		}
 	}
 	x.dirs[x.dest] = true
+	// A new directory inherits from its parent a setgid bit (which mkdir's
+	// chmod takes off the top) or a default ACL, and nothing else.
+	x.exact = x.top != "" && noDefaultACL(x.root, x.stage)
 	return nil
 }
 
@@ -229,6 +238,7 @@ func (x *extractor) ensureDir(dir string, perm fs.FileMode) error {
 		if err := x.below.mkdir(x.at(dir), perm|0o700); err != nil {
 			return err
 		}
+		x.modes[dir] = perm | 0o700
 		x.st.NewDirs = append(x.st.NewDirs, dir)
 	default:
 		return err
@@ -244,7 +254,8 @@ func (x *extractor) entry(e *Entry, content io.Reader) error {
 		if err := x.ensureDir(final, e.Mode.Perm()); err != nil {
 			return err
 		}
-		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final})
+		made, ok := x.modes[final]
+		x.st.Files = append(x.st.Files, StagedFile{Entry: *e, Final: final, ModeSet: x.exact && ok && made == e.Mode})
 		return nil
 	}
 	dir := path.Dir(final)

@@ -13,7 +13,8 @@ import (
 // every temporary over its final name, in archive order; then it gives the
 // archive's directories their modes (deepest first): whatever Extract
 // made them with, a directory can differ by what it inherited (a setgid
-// or default-ACL parent). Call it after SyncFS made the staged files
+// or default-ACL parent), unless Extract knows it does not (ModeSet). Call
+// it after SyncFS made the staged files
 // durable, and call SyncFS again after it to make the renames durable.
 //
 // skip, when not nil, is asked about each non-directory: it returns
@@ -60,7 +61,7 @@ func (s *Staged) Publish(root *os.Root, skip func(StagedFile) (dst string, ok bo
 		}
 	}
 	for i := len(s.Files) - 1; i >= 0; i-- {
-		if f := s.Files[i]; f.Type == TypeDir {
+		if f := s.Files[i]; f.Type == TypeDir && !f.ModeSet {
 			if err := c.chmodDir(f.Final, f.Mode); err != nil {
 				return fmt.Errorf("publish %s: %w", f.Final, err)
 			}
