@@ -53,6 +53,7 @@ func buildChanges(ctx context.Context, p *Plan, env Env, fg *fetching) ([]instal
 			c.Open = func() (io.ReadCloser, error) { return env.Fetcher.Open(to.Digest) }
 			if fg != nil {
 				c.Wait = func(ctx context.Context) (string, error) { return fg.wait(ctx, to.Digest) }
+				c.Ready = func() bool { return fg.arrivedYet(to.Digest) }
 			}
 		}
 		changes = append(changes, c)

@@ -79,6 +79,23 @@ func (fg *fetching) wait(ctx context.Context, d packages.Digest) (string, error)
 	return fg.from[d], nil
 }
 
+// arrivedYet reports whether wait for archive d would return at once:
+// it is in the cache, or the fetch is over.
+func (fg *fetching) arrivedYet(d packages.Digest) bool {
+	ch, ok := fg.ready[d]
+	if !ok {
+		return true // wait fails at once
+	}
+	select {
+	case <-ch:
+		return true
+	case <-fg.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // end waits for the fetch to return (every archive durable in the cache)
 // and returns where each archive came from. With abandon, it first cancels
 // what is still downloading.

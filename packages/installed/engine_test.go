@@ -7,12 +7,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -763,6 +766,56 @@ func TestReadersDoNotWaitForAStage(t *testing.T) {
 		t.Errorf("nano's source %q, want the one its Wait reported", p.Source)
 	}
 	m.verifyClean()
+}
+
+// Stage extracts the archives that have arrived before it waits for one
+// that has not: with one worker, the archive still downloading is staged
+// last, although it comes first.
+func TestStageTakesArrivedArchivesFirst(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	m := newMachine(t)
+	var (
+		mu     sync.Mutex
+		opened []string
+		arrive = make(chan struct{})
+	)
+	change := func(name string) Change {
+		c := m.install(m.build(src{name: name, version: "1", serial: 1, files: map[string]string{"bin/" + name: name}}))
+		open := c.Open
+		c.Open = func() (io.ReadCloser, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			opened = append(opened, name)
+			if len(opened) == 2 {
+				close(arrive) // the slow download arrives once the other two are staged
+			}
+			return open()
+		}
+		return c
+	}
+	slow := change("nano")
+	slow.Ready = func() bool {
+		select {
+		case <-arrive:
+			return true
+		default:
+			return false
+		}
+	}
+	slow.Wait = func(ctx context.Context) (string, error) {
+		select {
+		case <-arrive:
+		case <-time.After(2 * time.Second): // never arrives: staged in plan order, the test fails
+		}
+		return "https://mirror.test/slow", nil
+	}
+	tx, err := m.db.Begin(t.Context(), m.l, []Change{slow, change("less"), change("vim")})
+	must(t, err)
+	must(t, tx.Stage(t.Context()))
+	must(t, tx.Abort(t.Context()))
+	if want := []string{"less", "vim", "nano"}; !slices.Equal(opened, want) {
+		t.Errorf("staged %v, want %v", opened, want)
+	}
 }
 
 // The first archive refused stops the stage at once: an extraction that

@@ -126,10 +126,12 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool,
 		first error
 	)
 	parallel := min(runtime.GOMAXPROCS(0), len(todo)) > 1 // as many as forEach runs
-	err := forEach(ctx, len(todo), func(i int) error {
-		err := db.stage(sctx, l, todo[i], check, parallel)
+	order := &arrivalOrder{left: slices.Clone(todo)}
+	err := forEach(ctx, len(todo), func(int) error {
+		c := order.next()
+		err := db.stage(sctx, l, c, check, parallel)
 		if err == nil && staged != nil {
-			err = staged(todo[i])
+			err = staged(c)
 		}
 		if err != nil {
 			mu.Lock()
@@ -137,7 +139,7 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool,
 			if first != nil && sctx.Err() != nil && ctx.Err() == nil {
 				return nil // stopped for the failure already reported
 			}
-			first = fmt.Errorf("stage %s: %w", todo[i].New.Ref(), err)
+			first = fmt.Errorf("stage %s: %w", c.New.Ref(), err)
 			stop()
 			return first
 		}
@@ -150,6 +152,22 @@ func (db *DB) stageAll(ctx context.Context, l *Layout, cs []*change, check bool,
 		return fmt.Errorf("stage: %w", err)
 	}
 	return nil
+}
+
+// arrivalOrder hands out the changes to stage one at a time: the first,
+// in order, whose archive has arrived (Change.Ready), else the first.
+type arrivalOrder struct {
+	mu   sync.Mutex
+	left []*change
+}
+
+func (o *arrivalOrder) next() *change {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k := max(0, slices.IndexFunc(o.left, func(c *change) bool { return c.Ready == nil || c.Ready() }))
+	c := o.left[k]
+	o.left = slices.Delete(o.left, k, k+1)
+	return c
 }
 
 // stage extracts c's archive to temps tagged with c's current tag, reading

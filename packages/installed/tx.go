@@ -35,6 +35,11 @@ type Change struct {
 	// packages stage) and returns where it came from, recorded as
 	// New.Source. Its error fails the stage.
 	Wait func(ctx context.Context) (source string, err error)
+	// Ready, when not nil, reports without blocking whether Wait would
+	// return at once: Stage extracts the archives that have arrived
+	// before waiting for one that has not (the first of a cold apply is
+	// often one of its largest downloads).
+	Ready func() bool
 	// Options are handed to the hooks; they are recorded as New.Options.
 	Options map[string]string
 }
