@@ -121,19 +121,20 @@ func insertJournal(ctx context.Context, tx *sql.Tx, r *journalRow) error {
 	return err
 }
 
-// updateJournal writes r's state, tag and payload.
-func updateJournal(ctx context.Context, tx *sql.Tx, r *journalRow) error {
+// updateJournal writes r's state, tag and payload with stmt, prepared
+// from updateJournalSQL.
+func updateJournal(ctx context.Context, stmt *sql.Stmt, r *journalRow) error {
 	p, err := json.Marshal(&r.p)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE journal SET state = ?, tag = ?, payload = ?, updated_at = ? WHERE id = ?`,
-		r.state, r.tag, string(p), time.Now().Unix(), r.id)
-	if err != nil {
+	if _, err = stmt.ExecContext(ctx, r.state, r.tag, string(p), time.Now().Unix(), r.id); err != nil {
 		return fmt.Errorf("journal %s %s: %w", r.kind, r.pkg, err)
 	}
 	return nil
 }
+
+const updateJournalSQL = `UPDATE journal SET state = ?, tag = ?, payload = ?, updated_at = ? WHERE id = ?`
 
 // loadJournal returns every row, oldest transaction first, in order.
 func loadJournal(ctx context.Context, q querier) ([]*journalRow, error) {

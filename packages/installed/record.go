@@ -111,10 +111,15 @@ func (rec *recorder) committed(ctx context.Context, l *Layout, cs []*change) err
 // journalState writes every change's journal row in state s, in tx; the
 // in-memory rows change only once tx commits.
 func journalState(ctx context.Context, tx *sql.Tx, cs []*change, s state) error {
+	stmt, err := tx.PrepareContext(ctx, updateJournalSQL) // once, not once a change
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
 	for _, c := range cs {
 		r := *c.row
 		r.state = s
-		if err := updateJournal(ctx, tx, &r); err != nil {
+		if err := updateJournal(ctx, stmt, &r); err != nil {
 			return err
 		}
 	}
