@@ -249,7 +249,7 @@ func sweepTemps(root *os.Root, dir string, tags []string) error {
 // pruneDirs removes the empty directories at or below the machine dir that
 // no package owns, deepest first: what an aborted extraction created.
 func (db *DB) pruneDirs(ctx context.Context, root *os.Root, dir string) error {
-	owned, err := ownedUnder(ctx, db.sql, dir)
+	owned, err := db.ownedUnder(ctx, dir)
 	if err != nil {
 		return err
 	}

@@ -244,7 +244,7 @@ func finals(n *Package, contents *packages.Contents) map[string]bool {
 // only temps and directories; a path in a directory the extraction
 // created cannot have been there before.
 func (db *DB) conflicts(ctx context.Context, l *Layout, c *change, staged *packages.Staged) error {
-	owned, err := ownedUnder(ctx, db.sql, c.New.DataDir)
+	owned, err := db.ownedUnder(ctx, c.New.DataDir)
 	if err != nil {
 		return err
 	}
@@ -287,10 +287,15 @@ type ownedPath struct {
 }
 
 // ownedUnder returns the owned paths at or below dir, with one range scan
-// of the primary key.
-func ownedUnder(ctx context.Context, q querier, dir string) (map[string]ownedPath, error) {
-	rows, err := q.QueryContext(ctx, `SELECT path, package, type FROM files
-		WHERE path = ? OR (path >= ? AND path < ?)`, dir, dir+"/", dir+"0") // '0' follows '/'
+// of the primary key, through a statement prepared once (a cold apply
+// asks once a package).
+func (db *DB) ownedUnder(ctx context.Context, dir string) (map[string]ownedPath, error) {
+	st, err := db.prepared(ctx, `SELECT path, package, type FROM files
+		WHERE path = ? OR (path >= ? AND path < ?)`)
+	if err != nil {
+		return nil, fmt.Errorf("owners under %s: %w", dir, err)
+	}
+	rows, err := st.QueryContext(ctx, dir, dir+"/", dir+"0") // '0' follows '/'
 	if err != nil {
 		return nil, fmt.Errorf("owners under %s: %w", dir, err)
 	}
