@@ -49,7 +49,7 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	all := map[string]bool{}
 	for _, c := range tx.changes {
 		if c.New != nil && replaces {
-			for p := range finals(c.New, c.contents) {
+			for p := range c.final().index {
 				all[p] = true
 			}
 		}

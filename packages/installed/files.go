@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path"
 	"slices"
@@ -34,7 +33,7 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	if err != nil || c.Old == nil {
 		return rows, err
 	}
-	have := finals(c.New, c.contents)
+	have := c.final()
 	old, err := packageFiles(ctx, db.sql, c.Old.Name)
 	if err != nil {
 		return nil, err
@@ -42,7 +41,7 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	dc := dirCache{root: l.Root}
 	defer dc.close()
 	for _, f := range old {
-		if !f.FromHook || have[f.Path] {
+		if !f.FromHook || have.has(f.Path) {
 			continue
 		}
 		var st unix.Stat_t
@@ -77,18 +76,16 @@ func stagedRows(l *Layout, c *change) ([]File, error) {
 // published, else where it is staged (packages.Staged.At). The hash and
 // link target come from the archive.
 func describeNew(l *Layout, c *change, config map[string]bool, published bool) ([]File, error) {
-	staged := make(map[string]*packages.StagedFile, len(c.staged.Files))
-	for i := range c.staged.Files {
-		staged["/"+c.staged.Files[i].Final] = &c.staged.Files[i]
-	}
-	have := finals(c.New, c.contents)
+	have := c.final()
 	dc := dirCache{root: l.Root}
 	defer dc.close()
-	rows := make([]File, 0, len(have))
+	rows := make([]File, 0, len(have.sorted))
 	// In path order, so that dc opens each directory once.
-	for _, p := range slices.Sorted(maps.Keys(have)) {
-		sf := staged[p]
-		if sf == nil { // the package dir or its data dir
+	for _, p := range have.sorted {
+		var sf *packages.StagedFile
+		if i := have.index[p]; i >= 0 {
+			sf = &c.staged.Files[i] // Files[i] is Entries[i]'s
+		} else { // the package dir or its data dir
 			sf = &packages.StagedFile{Final: rel(p)}
 		}
 		if sf.Type == packages.TypeFile && !config[p] {

@@ -198,14 +198,15 @@ func (db *DB) stage(ctx context.Context, l *Layout, c *change, check, parallel b
 	if err != nil {
 		return err
 	}
+	f := newFinals(c.New, staged.Contents)
 	err = fillNew(c.New, staged.Contents)
 	if err == nil && check {
-		err = db.conflicts(ctx, l, c, staged)
+		err = db.conflicts(ctx, l, c, staged, f)
 	}
 	if err != nil {
 		return errors.Join(err, staged.Discard(l.Root))
 	}
-	c.contents, c.staged = staged.Contents, staged
+	c.contents, c.staged, c.finals = staged.Contents, staged, f
 	return nil
 }
 
@@ -224,16 +225,36 @@ func fillNew(n *Package, contents *packages.Contents) error {
 	return nil
 }
 
-// finals returns the machine paths a build installs: its dir, its data
-// dir and every entry, with whether each is a directory.
-func finals(n *Package, contents *packages.Contents) map[string]bool {
-	m := make(map[string]bool, len(contents.Entries)+2)
-	m[n.DataDir] = true
-	m[path.Join(n.DataDir, packages.DataDir)] = true
-	for _, e := range contents.Entries {
-		m[path.Join(n.DataDir, e.Path)] = e.Type == packages.TypeDir
+// finals are the machine paths a build installs: its dir, its data dir
+// and every entry, each with the index of its entry in the contents (-1
+// for the two dirs), and in path order (sorted). Stage makes them once for
+// the conflict check and the rows (change.final).
+type finals struct {
+	index   map[string]int
+	sorted  []string
+	entries []packages.Entry
+}
+
+func newFinals(n *Package, contents *packages.Contents) *finals {
+	m := make(map[string]int, len(contents.Entries)+2)
+	m[n.DataDir] = -1
+	m[path.Join(n.DataDir, packages.DataDir)] = -1
+	for i, e := range contents.Entries {
+		m[path.Join(n.DataDir, e.Path)] = i
 	}
-	return m
+	return &finals{index: m, sorted: slices.Sorted(maps.Keys(m)), entries: contents.Entries}
+}
+
+// has reports whether the build installs machine path p.
+func (f *finals) has(p string) bool {
+	_, ok := f.index[p]
+	return ok
+}
+
+// isDir reports whether the build makes machine path p a directory.
+func (f *finals) isDir(p string) bool {
+	i, ok := f.index[p]
+	return ok && (i < 0 || f.entries[i].Type == packages.TypeDir)
 }
 
 // conflicts refuses a final path that is owned by a package other than
@@ -243,7 +264,7 @@ func finals(n *Package, contents *packages.Contents) map[string]bool {
 // the decision point must not fail. It runs after extraction, which wrote
 // only temps and directories; a path in a directory the extraction
 // created cannot have been there before.
-func (db *DB) conflicts(ctx context.Context, l *Layout, c *change, staged *packages.Staged) error {
+func (db *DB) conflicts(ctx context.Context, l *Layout, c *change, staged *packages.Staged, all *finals) error {
 	owned, err := db.ownedUnder(ctx, c.New.DataDir)
 	if err != nil {
 		return err
@@ -254,9 +275,8 @@ func (db *DB) conflicts(ctx context.Context, l *Layout, c *change, staged *packa
 	}
 	dc := dirCache{root: l.Root}
 	defer dc.close()
-	all := finals(c.New, staged.Contents)
-	for _, p := range slices.Sorted(maps.Keys(all)) {
-		isDir := all[p]
+	for _, p := range all.sorted {
+		isDir := all.isDir(p)
 		o, ok := owned[p]
 		switch {
 		case ok && o.pkg != c.oldName():
