@@ -107,13 +107,14 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func insertJournal(ctx context.Context, tx *sql.Tx, r *journalRow) error {
+// insertJournal adds r with stmt, prepared from insertJournalSQL, and
+// sets its id.
+func insertJournal(ctx context.Context, stmt *sql.Stmt, r *journalRow) error {
 	p, err := json.Marshal(&r.p)
 	if err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO journal (tx, seq, kind, package, state, tag, payload, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, r.tx, r.seq, r.kind.String(), r.pkg, r.state, r.tag, string(p), time.Now().Unix())
+	res, err := stmt.ExecContext(ctx, r.tx, r.seq, r.kind.String(), r.pkg, r.state, r.tag, string(p), time.Now().Unix())
 	if err != nil {
 		return fmt.Errorf("journal %s %s: %w", r.kind, r.pkg, err)
 	}
@@ -133,6 +134,9 @@ func updateJournal(ctx context.Context, stmt *sql.Stmt, r *journalRow) error {
 	}
 	return nil
 }
+
+const insertJournalSQL = `INSERT INTO journal (tx, seq, kind, package, state, tag, payload, updated_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 
 const updateJournalSQL = `UPDATE journal SET state = ?, tag = ?, payload = ?, updated_at = ? WHERE id = ?`
 

@@ -160,16 +160,25 @@ func (db *DB) Begin(ctx context.Context, l Layout, changes []Change) (*Tx, error
 		if n > 0 {
 			return errors.New("an earlier transaction is unfinished; recover it first")
 		}
+		installed, err := installedNames(ctx, stx)
+		if err != nil {
+			return err
+		}
+		ins, err := stx.PrepareContext(ctx, insertJournalSQL) // once, not once a change
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
 		seen := map[packages.Name]bool{}
 		for i, ch := range changes {
-			c, err := db.prepare(ctx, stx, &l, ch, seen)
+			c, err := db.prepare(ctx, stx, &l, ch, installed, seen)
 			if err != nil {
 				return err
 			}
 			c.row = &journalRow{tx: tx.id, seq: i, kind: ch.Kind, pkg: string(c.name()), state: statePending,
 				tag: newID(), p: payload{Old: c.Old, New: c.New}}
 			c.row.p.Tags = []string{c.row.tag}
-			if err := insertJournal(ctx, stx, c.row); err != nil {
+			if err := insertJournal(ctx, ins, c.row); err != nil {
 				return err
 			}
 			tx.changes = append(tx.changes, c)
@@ -182,9 +191,28 @@ func (db *DB) Begin(ctx context.Context, l Layout, changes []Change) (*Tx, error
 	return tx, db.crash("pending")
 }
 
-// prepare checks one Change against the database and returns it with Old
-// replaced by the recorded receipt and New completed from the Layout.
-func (db *DB) prepare(ctx context.Context, q querier, l *Layout, ch Change, seen map[packages.Name]bool) (*change, error) {
+// installedNames returns the names of the installed packages.
+func installedNames(ctx context.Context, q querier) (map[packages.Name]bool, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM packages`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[packages.Name]bool{}
+	for rows.Next() {
+		var n packages.Name
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		m[n] = true
+	}
+	return m, rows.Err()
+}
+
+// prepare checks one Change against the database (installed holds the
+// names it records) and returns it with Old replaced by the recorded
+// receipt and New completed from the Layout.
+func (db *DB) prepare(ctx context.Context, q querier, l *Layout, ch Change, installed, seen map[packages.Name]bool) (*change, error) {
 	wantOld, wantNew := ch.Kind != Install, ch.Kind != Remove
 	if (ch.Old != nil) != wantOld || (ch.New != nil) != wantNew || ch.Kind < Install || ch.Kind > Remove {
 		return nil, fmt.Errorf("%s: a change of kind %s needs old=%v new=%v", changeName(ch), ch.Kind, wantOld, wantNew)
@@ -222,10 +250,8 @@ func (db *DB) prepare(ctx context.Context, q querier, l *Layout, ch Change, seen
 		if c.Old != nil && c.Old.Family != n.Family {
 			return nil, fmt.Errorf("%s: %s is of another family (%s, not %s)", c.Old.Ref(), n.Ref(), n.Family, c.Old.Family)
 		}
-		if n.Name != c.oldName() {
-			if _, err := getPackage(ctx, q, n.Name); err == nil {
-				return nil, fmt.Errorf("%s %s: already installed", ch.Kind, n.Name)
-			}
+		if n.Name != c.oldName() && installed[n.Name] {
+			return nil, fmt.Errorf("%s %s: already installed", ch.Kind, n.Name)
 		}
 	}
 	names := []packages.Name{c.oldName()}
