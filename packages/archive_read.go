@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -295,6 +296,9 @@ func (rd *reader) streamErr(p, doing string, err error) error {
 		reason = doing + ": truncated archive"
 	case errors.Is(err, tar.ErrHeader):
 		reason = doing + ": corrupt tar header"
+		if why, ok := strings.CutPrefix(err.Error(), tar.ErrHeader.Error()+": "); ok {
+			reason += " (" + why + ")" // tarReader says what is wrong
+		}
 	default:
 		reason = doing + ": " + err.Error()
 	}

@@ -205,6 +205,13 @@ func TestTarReaderRefuses(t *testing.T) {
 			}
 		})
 	}
+	// Inspect says why a header is corrupt.
+	b := block(t)
+	b[0] = 'X'
+	_, err := Inspect(bytes.NewReader(compress(t, b)), Limits{})
+	if want := "corrupt tar header (checksum mismatch)"; !strings.Contains(fmt.Sprint(err), want) {
+		t.Errorf("Inspect: %v, want %q", err, want)
+	}
 }
 
 // FuzzTarReader feeds tarReader and archive/tar the same bytes. Whatever
