@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -17,8 +18,9 @@ import (
 // (FuzzTarReader compares the two), and refuses more: V7 and star
 // headers, a numeric field with anything but spaces or NULs after its
 // digits, a pax header beside another meta header before one entry, two
-// GNU long names or links for one entry, and a GNU header whose time
-// fields do not parse. It exists for speed: archive/tar's format detection
+// GNU long names or two long links for one entry, a size within a block
+// of the largest int64, and a GNU header whose time fields do not parse.
+// It exists for speed: archive/tar's format detection
 // (which scans every header for non-ASCII bytes a rune at a time) and its
 // allocations cost more than a twentieth of a cold apply's CPU; this
 // reader makes one string per entry and reuses its Header.
@@ -78,6 +80,7 @@ func (t *tarReader) next() (*tar.Header, error) {
 		pax                map[string]string
 		longName, longLink string
 		meta               byte // the meta header before this one: 'x', 'L', 'K' or 0
+		gnu                byte // the GNU long names and links seen for this entry
 	)
 	for {
 		if err := t.skip(); err != nil {
@@ -111,7 +114,8 @@ func (t *tarReader) next() (*tar.Header, error) {
 			meta = h.Typeflag
 			continue
 		case tar.TypeGNULongName, tar.TypeGNULongLink:
-			if meta == h.Typeflag || meta == tar.TypeXHeader {
+			bit := byte(1) << (h.Typeflag - tar.TypeGNULongLink) // 'K' 1, 'L' 2
+			if meta == tar.TypeXHeader || gnu&bit != 0 {
 				return nil, headerErr("a GNU long name after a pax header or another of its kind")
 			}
 			b, err := t.readMeta()
@@ -123,7 +127,7 @@ func (t *tarReader) next() (*tar.Header, error) {
 			} else {
 				longLink = cstring(b)
 			}
-			meta = h.Typeflag
+			meta, gnu = h.Typeflag, gnu|bit
 			continue
 		}
 		if err := mergePAX(h, pax); err != nil {
@@ -141,8 +145,8 @@ func (t *tarReader) next() (*tar.Header, error) {
 				h.Typeflag = tar.TypeDir // legacy archives mark directories so
 			}
 		}
-		if h.Size < 0 {
-			return nil, headerErr("negative size")
+		if h.Size < 0 || h.Size > math.MaxInt64-blockSize {
+			return nil, headerErr(fmt.Sprintf("size %d out of range", h.Size))
 		}
 		t.left = h.Size
 		if headerOnly(h.Typeflag) {
@@ -177,11 +181,13 @@ func (t *tarReader) Read(p []byte) (int, error) {
 
 // skip discards the rest of the current entry and its padding.
 func (t *tarReader) skip() error {
-	for n := t.left + t.pad; n > 0; {
-		m, err := io.ReadFull(t.r, t.blk[:min(n, blockSize)])
-		n -= int64(m)
-		if err != nil {
-			return noEOF(err)
+	for _, n := range [2]int64{t.left, t.pad} { // apart: their sum could overflow
+		for n > 0 {
+			m, err := io.ReadFull(t.r, t.blk[:min(n, blockSize)])
+			n -= int64(m)
+			if err != nil {
+				return noEOF(err)
+			}
 		}
 	}
 	t.left, t.pad = 0, 0

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,11 +186,20 @@ func TestTarReaderRefuses(t *testing.T) {
 		{"truncated header", block(t)[:100], io.ErrUnexpectedEOF, ""},
 		{"two pax headers", append(append(paxBlock(t, tar.TypeXHeader, "path=data/a"), paxBlock(t, tar.TypeXHeader, "path=data/b")...), block(t)...), tar.ErrHeader, "after another meta header"},
 		{"malformed pax record", append(paxBlock(t, tar.TypeXHeader, "path"), block(t)...), tar.ErrHeader, "malformed pax record"},
-		{"negative pax size", append(paxBlock(t, tar.TypeXHeader, "size=-1"), block(t)...), tar.ErrHeader, "negative size"},
+		{"negative pax size", append(paxBlock(t, tar.TypeXHeader, "size=-1"), block(t)...), tar.ErrHeader, "size -1 out of range"},
 		{"pax size not a number", append(paxBlock(t, tar.TypeXHeader, "size=1e3"), block(t)...), tar.ErrHeader, "pax record size"},
 		{"pax time not a time", append(paxBlock(t, tar.TypeXHeader, "mtime=1.5x"), block(t)...), tar.ErrHeader, "pax record mtime"},
 		{"NUL in a pax path", append(paxBlock(t, tar.TypeXHeader, "path=data/a\x00b"), block(t)...), tar.ErrHeader, "malformed pax record"},
 		{"GNU long name after pax", append(append(paxBlock(t, tar.TypeXHeader, "path=data/a"), paxBlock(t, tar.TypeGNULongName, "x=y")...), block(t)...), tar.ErrHeader, "GNU long name after"},
+		{"two GNU long names", slices.Concat(paxBlock(t, tar.TypeGNULongName, "x=y"), paxBlock(t, tar.TypeGNULongLink, "x=y"), paxBlock(t, tar.TypeGNULongName, "x=y"), block(t)), tar.ErrHeader, "another of its kind"},
+		// A size whose padding would overflow int64 must not make the
+		// reader skip nothing and take the data for the next header.
+		{"size near the largest int64", edit(func(b []byte) []byte {
+			copy(b[offSize:], []byte{0x80, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+			fixSum(b)
+			return append(b[:blockSize], block(t)...)
+		}), tar.ErrHeader, "out of range"},
+		{"pax size near the largest int64", append(paxBlock(t, tar.TypeXHeader, "size=9223372036854775807"), block(t)...), tar.ErrHeader, "out of range"},
 		{"oversized meta header", edit(func(b []byte) []byte {
 			b[offType] = tar.TypeXHeader
 			copy(b[offSize:], fmt.Sprintf("%011o\x00", maxMetaSize+1))
@@ -230,6 +240,7 @@ func FuzzTarReader(f *testing.F) {
 	f.Add(tarOf(f, tar.FormatGNU, &tar.Header{Name: "data/" + strings.Repeat("x", 120), Typeflag: tar.TypeSymlink, Linkname: strings.Repeat("y", 120)}))
 	f.Add(rawTar(f, []te{{name: "g", typ: tar.TypeXGlobalHeader, pax: map[string]string{"comment": "x"}}, fileTE("data/a", "a")}, true))
 	f.Add(rawTar(f, []te{{name: "data/s", body: "abc", pax: map[string]string{"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}}}, true))
+	f.Add(rawTar(f, []te{{name: "data/big", pax: map[string]string{"size": "9223372036854775807"}}, fileTE("data/evil", "x")}, true))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		compareTarReaders(t, data)
 		// A mutation of a header almost always breaks its checksum: fix
@@ -245,6 +256,13 @@ func FuzzTarReader(f *testing.F) {
 }
 
 func compareTarReaders(t *testing.T, data []byte) {
+	compareTarEntries(t, data, true)
+	compareTarEntries(t, data, false) // Next skips what is left of each entry
+}
+
+// compareTarEntries walks data with both readers, reading each entry's
+// data first when read is set.
+func compareTarEntries(t *testing.T, data []byte, read bool) {
 	ours := &tarReader{r: bytes.NewReader(data)}
 	std := tar.NewReader(bytes.NewReader(data))
 	for i := 0; ; i++ {
@@ -269,6 +287,9 @@ func compareTarReaders(t *testing.T, data []byte) {
 		want := tarEntry{sh.Typeflag, sh.Name, sh.Linkname, sh.Mode, sh.Size, false, ""}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("entry %d (-archive/tar +tarReader):\n%s", i, diff)
+		}
+		if !read {
+			continue
 		}
 		b, err := io.ReadAll(io.LimitReader(ours, 1<<20))
 		sb, serr := io.ReadAll(io.LimitReader(std, 1<<20))
