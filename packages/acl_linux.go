@@ -9,7 +9,9 @@ import (
 
 // noDefaultACL reports whether the directory at root-relative dir surely
 // has no default ACL, which would give the directories made below it
-// other modes than the ones asked for. Any doubt is false.
+// other modes than the ones asked for. Any doubt is false: only ENODATA is
+// an answer (tmpfs and ext4 give it); EOPNOTSUPP is not, since an NFSv4
+// client says so while its server applies inherited ACLs all the same.
 func noDefaultACL(root *os.Root, dir string) bool {
 	f, err := root.Open(dir)
 	if err != nil {
@@ -17,5 +19,5 @@ func noDefaultACL(root *os.Root, dir string) bool {
 	}
 	defer f.Close()
 	_, err = unix.Fgetxattr(int(f.Fd()), "system.posix_acl_default", nil)
-	return errors.Is(err, unix.ENODATA) || errors.Is(err, unix.EOPNOTSUPP)
+	return errors.Is(err, unix.ENODATA)
 }
