@@ -76,49 +76,89 @@ func (db *DB) backupTo(ctx context.Context, final string) (err error) {
 
 // copyTo copies the database into the file at path, out of WAL mode (a
 // standalone file, as VACUUM INTO would make it, that opens without a -wal
-// or -shm beside it): the file's own bytes when a checkpoint empties the
-// WAL (copyFile), else, a reader in another process holding the WAL,
-// SQLite's online backup.
+// or -shm beside it): the file's own bytes when nothing else is writing
+// it (copyFile), else SQLite's online backup.
 func (db *DB) copyTo(ctx context.Context, path string) error {
-	if done, err := db.copyFile(ctx, path); done || err != nil {
+	done, err := db.copyFile(ctx, path)
+	if done || err != nil {
+		return err
+	}
+	if err := os.Truncate(path, 0); err != nil { // what copyFile wrote
 		return err
 	}
 	return db.backupPages(ctx, path)
 }
 
 // copyFile copies the database file byte for byte once a checkpoint has
-// copied every frame of the WAL into it; done is false, and nothing is
-// written, when a reader in another process kept some from being copied
-// (the checkpoint is passive: it waits for no one; an apply's commit has
-// emptied the WAL already). Under the writers' lock, where Backup runs,
-// nothing writes the WAL again before the copy is made. It then marks the copy out of WAL mode as journal_mode
-// = DELETE does: header bytes 18 and 19, the write and read versions, go
-// from 2 to 1. Half the time of the online backup, which copies page by
-// page through SQLite, for 30,000 files (BenchmarkBackup1000); the file
-// copy happens in the kernel (copy_file_range).
+// copied every frame of the WAL into it, and marks the copy out of WAL
+// mode as journal_mode = DELETE does: header bytes 18 and 19, the write
+// and read versions, go from 2 to 1. done is false when the copy is not
+// to be trusted: a reader in another process kept frames from being copied
+// (the checkpoint is passive: it waits for no one, and an apply's commit
+// has emptied the WAL already), or another connection committed between
+// the checkpoint and the end of the copy, which PRAGMA data_version tells
+// (Backup runs under the writers' lock, but a later packets opening
+// installed.db migrates it without that lock, and checkpoints into the
+// file). It takes half the time of the online backup, which copies page
+// by page through SQLite (BenchmarkBackup1000); the file copy itself
+// happens in the kernel (copy_file_range).
 func (db *DB) copyFile(ctx context.Context, path string) (done bool, err error) {
+	conn, err := db.sql.Conn(ctx) // one connection: data_version counts the commits of all others
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	before, err := dataVersion(ctx, conn)
+	if err != nil {
+		return false, err
+	}
 	var busy, logFrames, copied int
-	err = db.sql.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &copied)
+	err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &copied)
 	if err != nil {
 		return false, fmt.Errorf("checkpoint: %w", err)
 	}
-	if busy != 0 || logFrames != copied {
+	if busy != 0 || logFrames < 0 || logFrames != copied { // -1: not in WAL mode
 		return false, nil
 	}
-	src, err := os.Open(db.path)
+	if err := copyFileTo(db.path, path); err != nil {
+		return false, err
+	}
+	if err := db.crash("backup-copied"); err != nil {
+		return false, err
+	}
+	after, err := dataVersion(ctx, conn)
+	if err != nil || after != before {
+		return false, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return false, err
 	}
-	defer src.Close()
-	dst, err := os.OpenFile(path, os.O_RDWR|os.O_TRUNC, 0)
+	err = leaveWAL(f)
+	return true, errors.Join(err, f.Close())
+}
+
+// copyFileTo copies the file at src over the existing file at dst.
+func copyFileTo(src, dst string) error {
+	in, err := os.Open(src)
 	if err != nil {
-		return false, err
+		return err
 	}
-	_, err = io.Copy(dst, src)
-	if err == nil {
-		err = leaveWAL(dst)
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
 	}
-	return true, errors.Join(err, dst.Close())
+	_, err = io.Copy(out, in)
+	return errors.Join(err, out.Close())
+}
+
+// dataVersion reads PRAGMA data_version on conn: it changes when another
+// connection commits.
+func dataVersion(ctx context.Context, conn *sql.Conn) (int64, error) {
+	var v int64
+	err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
+	return v, err
 }
 
 // leaveWAL marks the copy of a database in f as not in WAL mode.

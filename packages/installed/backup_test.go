@@ -156,6 +156,45 @@ func TestBackupBesideAReader(t *testing.T) {
 	}
 }
 
+// Another connection (a later packets migrating installed.db, which it
+// does without the writers' lock) that commits while the file is being
+// copied makes the copy untrustworthy: the backup is then made by SQLite's
+// online backup, and holds that commit.
+func TestBackupSeesACommitDuringTheCopy(t *testing.T) {
+	db, path := populatedDB(t, 2, 1)
+	defer db.Close()
+	other, err := sql.Open("sqlite", path)
+	must(t, err)
+	defer other.Close()
+	committed := false
+	db.crashAt = func(step string) error {
+		if step != "backup-copied" {
+			return nil
+		}
+		committed = true
+		_, err := other.Exec(`UPDATE packages SET reason = 'dependency' WHERE name = 'pkg0001'`)
+		return err
+	}
+	must(t, db.Backup(t.Context()))
+	db.crashAt = nil
+	if !committed {
+		t.Fatal("Backup did not copy the file: the test tests nothing")
+	}
+	must(t, other.Close())
+	checkStandalone(t, BackupPath(path))
+	must(t, db.Close())
+	must(t, os.Remove(path))
+	must(t, Restore(path))
+	restored, err := Open(t.Context(), path, Options{})
+	must(t, err)
+	defer restored.Close()
+	p, err := restored.Package(t.Context(), "pkg0001")
+	must(t, err)
+	if p.Reason != ReasonDependency {
+		t.Errorf("restored reason %q, want %q: the backup is the copy made before the other commit", p.Reason, ReasonDependency)
+	}
+}
+
 func TestBackupReplacesOlderBackupAndSweepsTemps(t *testing.T) {
 	db, path := populatedDB(t, 2, 1)
 	defer db.Close()
