@@ -90,10 +90,16 @@ func rawTar(t testing.TB, entries []te, close bool) []byte {
 // "key=value\n", for the entry that follows it. archive/tar refuses to
 // write some records (GNU sparse maps), which hostile archives need.
 func paxHeader(t testing.TB, records string) []byte {
+	return metaHeader(t, tar.TypeXHeader, records)
+}
+
+// metaHeader makes a raw header of type typ ('x', 'g', 'L', 'K') whose
+// data is records, each "key=value\n", in pax's "<len> key=value\n" form
+// (len counting itself), written whatever they hold.
+func metaHeader(t testing.TB, typ byte, records string) []byte {
 	t.Helper()
 	var body []byte
 	for rec := range strings.SplitSeq(strings.TrimSuffix(records, "\n"), "\n") {
-		// Each record is "<len> key=value\n", len counting itself.
 		n := len(rec) + 3
 		for len(fmt.Sprint(n))+len(rec)+2 != n {
 			n++
@@ -101,14 +107,19 @@ func paxHeader(t testing.TB, records string) []byte {
 		body = fmt.Appendf(body, "%d %s\n", n, rec)
 	}
 	blk := rawTar(t, []te{{name: "PaxHeaders/x", body: string(body)}}, false)
-	blk[156] = tar.TypeXHeader
-	copy(blk[148:156], "        ")
-	sum := 0
-	for _, c := range blk[:512] {
+	blk[offType] = typ
+	fixSum(blk)
+	return blk
+}
+
+// fixSum rewrites the checksum of the header block at b[0:512].
+func fixSum(b []byte) {
+	copy(b[offChksum:offChksum+lenChksum], "        ")
+	var sum int
+	for _, c := range b[:blockSize] {
 		sum += int(c)
 	}
-	copy(blk[148:156], fmt.Sprintf("%06o\x00 ", sum))
-	return blk
+	copy(b[offChksum:], fmt.Sprintf("%06o\x00 ", sum))
 }
 
 // compress zstd-compresses b.

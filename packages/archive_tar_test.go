@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -124,39 +123,10 @@ func TestTarReaderFormats(t *testing.T) {
 	})
 }
 
-// block returns the first header block of a one-entry archive, for the
-// refusals below to break.
+// block is a one-entry archive, for the refusals below to break.
 func block(t *testing.T) []byte {
 	t.Helper()
-	b := tarOf(t, tar.FormatUSTAR, &tar.Header{Name: "data/f", Typeflag: tar.TypeReg, Size: 3})
-	return b
-}
-
-// fixSum rewrites the checksum of the header block at b[0:512].
-func fixSum(b []byte) {
-	copy(b[offChksum:offChksum+lenChksum], "        ")
-	var sum int
-	for _, c := range b[:blockSize] {
-		sum += int(c)
-	}
-	copy(b[offChksum:], fmt.Sprintf("%06o\x00 ", sum))
-}
-
-// paxBlock is a pax header ('x') holding records, each "key=value".
-func paxBlock(t *testing.T, typ byte, records ...string) []byte {
-	t.Helper()
-	var body string
-	for _, r := range records {
-		n := len(r) + 2
-		n += len(strconv.Itoa(n + len(strconv.Itoa(n))))
-		body += fmt.Sprintf("%d %s\n", n, r)
-	}
-	b := tarOf(t, tar.FormatUSTAR, &tar.Header{Name: "pax", Typeflag: tar.TypeReg, Size: int64(len(body))})
-	b = b[:blockSize+(len(body)+blockSize-1)/blockSize*blockSize]
-	b[offType] = typ
-	copy(b[blockSize:], body)
-	fixSum(b)
-	return b
+	return tarOf(t, tar.FormatUSTAR, &tar.Header{Name: "data/f", Typeflag: tar.TypeReg, Size: 3})
 }
 
 // Every refusal is a tar.ErrHeader or io.ErrUnexpectedEOF, and each one
@@ -165,10 +135,7 @@ func TestTarReaderRefuses(t *testing.T) {
 	if _, err := readAllTar(block(t)); err != nil {
 		t.Fatalf("the unbroken archive: %v", err)
 	}
-	edit := func(f func(b []byte) []byte) []byte {
-		b := block(t)
-		return f(b)
-	}
+	edit := func(f func(b []byte) []byte) []byte { return f(block(t)) }
 	tests := []struct {
 		name string
 		data []byte
@@ -184,14 +151,14 @@ func TestTarReaderRefuses(t *testing.T) {
 		{"zero block then a header", append(make([]byte, blockSize), block(t)...), tar.ErrHeader, "zero block followed"},
 		{"truncated data", block(t)[:blockSize+2], io.ErrUnexpectedEOF, ""},
 		{"truncated header", block(t)[:100], io.ErrUnexpectedEOF, ""},
-		{"two pax headers", append(append(paxBlock(t, tar.TypeXHeader, "path=data/a"), paxBlock(t, tar.TypeXHeader, "path=data/b")...), block(t)...), tar.ErrHeader, "after another meta header"},
-		{"malformed pax record", append(paxBlock(t, tar.TypeXHeader, "path"), block(t)...), tar.ErrHeader, "malformed pax record"},
-		{"negative pax size", append(paxBlock(t, tar.TypeXHeader, "size=-1"), block(t)...), tar.ErrHeader, "size -1 out of range"},
-		{"pax size not a number", append(paxBlock(t, tar.TypeXHeader, "size=1e3"), block(t)...), tar.ErrHeader, "pax record size"},
-		{"pax time not a time", append(paxBlock(t, tar.TypeXHeader, "mtime=1.5x"), block(t)...), tar.ErrHeader, "pax record mtime"},
-		{"NUL in a pax path", append(paxBlock(t, tar.TypeXHeader, "path=data/a\x00b"), block(t)...), tar.ErrHeader, "malformed pax record"},
-		{"GNU long name after pax", append(append(paxBlock(t, tar.TypeXHeader, "path=data/a"), paxBlock(t, tar.TypeGNULongName, "x=y")...), block(t)...), tar.ErrHeader, "GNU long name after"},
-		{"two GNU long names", slices.Concat(paxBlock(t, tar.TypeGNULongName, "x=y"), paxBlock(t, tar.TypeGNULongLink, "x=y"), paxBlock(t, tar.TypeGNULongName, "x=y"), block(t)), tar.ErrHeader, "another of its kind"},
+		{"two pax headers", append(append(metaHeader(t, tar.TypeXHeader, "path=data/a"), metaHeader(t, tar.TypeXHeader, "path=data/b")...), block(t)...), tar.ErrHeader, "after another meta header"},
+		{"malformed pax record", append(metaHeader(t, tar.TypeXHeader, "path"), block(t)...), tar.ErrHeader, "malformed pax record"},
+		{"negative pax size", append(metaHeader(t, tar.TypeXHeader, "size=-1"), block(t)...), tar.ErrHeader, "size -1 out of range"},
+		{"pax size not a number", append(metaHeader(t, tar.TypeXHeader, "size=1e3"), block(t)...), tar.ErrHeader, "pax record size"},
+		{"pax time not a time", append(metaHeader(t, tar.TypeXHeader, "mtime=1.5x"), block(t)...), tar.ErrHeader, "pax record mtime"},
+		{"NUL in a pax path", append(metaHeader(t, tar.TypeXHeader, "path=data/a\x00b"), block(t)...), tar.ErrHeader, "malformed pax record"},
+		{"GNU long name after pax", append(append(metaHeader(t, tar.TypeXHeader, "path=data/a"), metaHeader(t, tar.TypeGNULongName, "x=y")...), block(t)...), tar.ErrHeader, "GNU long name after"},
+		{"two GNU long names", slices.Concat(metaHeader(t, tar.TypeGNULongName, "x=y"), metaHeader(t, tar.TypeGNULongLink, "x=y"), metaHeader(t, tar.TypeGNULongName, "x=y"), block(t)), tar.ErrHeader, "another of its kind"},
 		// A size whose padding would overflow int64 must not make the
 		// reader skip nothing and take the data for the next header.
 		{"size near the largest int64", edit(func(b []byte) []byte {
@@ -199,7 +166,7 @@ func TestTarReaderRefuses(t *testing.T) {
 			fixSum(b)
 			return append(b[:blockSize], block(t)...)
 		}), tar.ErrHeader, "out of range"},
-		{"pax size near the largest int64", append(paxBlock(t, tar.TypeXHeader, "size=9223372036854775807"), block(t)...), tar.ErrHeader, "out of range"},
+		{"pax size near the largest int64", append(metaHeader(t, tar.TypeXHeader, "size=9223372036854775807"), block(t)...), tar.ErrHeader, "out of range"},
 		{"oversized meta header", edit(func(b []byte) []byte {
 			b[offType] = tar.TypeXHeader
 			copy(b[offSize:], fmt.Sprintf("%011o\x00", maxMetaSize+1))

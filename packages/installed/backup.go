@@ -331,31 +331,27 @@ func moveAside(path string) error {
 
 // copyToTemp copies src to a new temporary file beside dst and syncs it.
 func copyToTemp(src, dst string) (tmp string, err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
 	out, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".tmp-*")
 	if err != nil {
 		return "", err
 	}
-	defer func() {
-		if err != nil {
-			out.Close()
-			os.Remove(out.Name())
-		}
-	}()
-	if _, err := io.Copy(out, in); err != nil {
+	tmp = out.Name()
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
 		return "", err
 	}
-	if err := out.Chmod(0o644); err != nil {
+	err = copyFileTo(src, tmp)
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = packages.SyncPath(tmp)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return "", err
 	}
-	if err := out.Sync(); err != nil {
-		return "", err
-	}
-	return out.Name(), out.Close()
+	return tmp, nil
 }
 
 func exists(name string) bool {

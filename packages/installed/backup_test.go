@@ -64,6 +64,21 @@ func populatedDB(tb testing.TB, pkgs, files int) (*DB, string) {
 	return db, path
 }
 
+// restoredPackage closes db, deletes its file, restores it from its
+// backup and returns what the restored database records of package name.
+func restoredPackage(t *testing.T, db *DB, path string, name packages.Name) *Package {
+	t.Helper()
+	must(t, db.Close())
+	must(t, os.Remove(path))
+	must(t, Restore(path))
+	restored, err := Open(t.Context(), path, Options{})
+	must(t, err)
+	defer restored.Close()
+	p, err := restored.Package(t.Context(), name)
+	must(t, err)
+	return p
+}
+
 // count opens path and returns how many packages it records.
 func count(t *testing.T, path string) int {
 	t.Helper()
@@ -143,15 +158,7 @@ func TestBackupBesideAReader(t *testing.T) {
 	must(t, rtx.Rollback())
 	must(t, other.Close())
 	checkStandalone(t, BackupPath(path))
-	must(t, db.Close())
-	must(t, os.Remove(path))
-	must(t, Restore(path))
-	restored, err := Open(t.Context(), path, Options{})
-	must(t, err)
-	defer restored.Close()
-	p, err := restored.Package(t.Context(), "pkg0001")
-	must(t, err)
-	if p.Reason != ReasonDependency {
+	if p := restoredPackage(t, db, path, "pkg0001"); p.Reason != ReasonDependency {
 		t.Errorf("restored reason %q, want %q: the backup lost the commit the reader kept in the WAL", p.Reason, ReasonDependency)
 	}
 }
@@ -182,15 +189,7 @@ func TestBackupSeesACommitDuringTheCopy(t *testing.T) {
 	}
 	must(t, other.Close())
 	checkStandalone(t, BackupPath(path))
-	must(t, db.Close())
-	must(t, os.Remove(path))
-	must(t, Restore(path))
-	restored, err := Open(t.Context(), path, Options{})
-	must(t, err)
-	defer restored.Close()
-	p, err := restored.Package(t.Context(), "pkg0001")
-	must(t, err)
-	if p.Reason != ReasonDependency {
+	if p := restoredPackage(t, db, path, "pkg0001"); p.Reason != ReasonDependency {
 		t.Errorf("restored reason %q, want %q: the backup is the copy made before the other commit", p.Reason, ReasonDependency)
 	}
 }
@@ -206,15 +205,7 @@ func TestBackupReplacesOlderBackupAndSweepsTemps(t *testing.T) {
 	if _, err := os.Stat(stale); err == nil {
 		t.Error("Backup left an interrupted backup's temp")
 	}
-	must(t, db.Close())
-	must(t, os.Remove(path))
-	must(t, Restore(path))
-	db2, err := Open(t.Context(), path, Options{})
-	must(t, err)
-	defer db2.Close()
-	p, err := db2.Package(t.Context(), "pkg0001")
-	must(t, err)
-	if p.Reason != ReasonDependency {
+	if p := restoredPackage(t, db, path, "pkg0001"); p.Reason != ReasonDependency {
 		t.Errorf("restored reason %q, want the later backup's %q", p.Reason, ReasonDependency)
 	}
 }

@@ -49,7 +49,7 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	all := map[string]bool{}
 	for _, c := range tx.changes {
 		if c.New != nil && replaces {
-			for p := range c.final().index {
+			for p := range c.finals.index {
 				all[p] = true
 			}
 		}

@@ -33,7 +33,7 @@ func (db *DB) newRows(ctx context.Context, l *Layout, c *change) ([]File, error)
 	if err != nil || c.Old == nil {
 		return rows, err
 	}
-	have := c.final()
+	have := c.finals
 	old, err := packageFiles(ctx, db.sql, c.Old.Name)
 	if err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func stagedRows(l *Layout, c *change) ([]File, error) {
 // published, else where it is staged (packages.Staged.At). The hash and
 // link target come from the archive.
 func describeNew(l *Layout, c *change, config map[string]bool, published bool) ([]File, error) {
-	have := c.final()
+	have := c.finals
 	dc := dirCache{root: l.Root}
 	defer dc.close()
 	rows := make([]File, 0, len(have.sorted))

@@ -132,15 +132,7 @@ type change struct {
 	row      *journalRow
 	contents *packages.Contents
 	staged   *packages.Staged
-	finals   *finals // of New and contents, once staged
-}
-
-// final returns the machine paths c.New installs, made once.
-func (c *change) final() *finals {
-	if c.finals == nil {
-		c.finals = newFinals(c.New, c.contents)
-	}
-	return c.finals
+	finals   *finals // of New and contents: set by stage with them
 }
 
 // Kept returns the config files the transaction kept because the user had
